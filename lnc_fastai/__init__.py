@@ -1,0 +1,1 @@
+"""lnc fastai integration."""

@@ -1,0 +1,180 @@
+"""What every two-component noise detector shares: input checks, normalisation, and the
+monotone posterior read out by ``predict_proba``, ``predict``, ``score`` and friends.
+
+A subclass fits its mixture on values already mapped to the unit interval (0 = cleanest)
+and answers three questions about it: the weighted log-density of each component
+(``_weighted_log_prob``), the interval outside which its raw posterior would stop rising
+(``_monotone_range``), and how many free parameters it has (``_n_parameters``).
+"""
+
+import numbers
+from abc import ABCMeta, abstractmethod
+
+import numpy as np
+from scipy.sparse import issparse
+from scipy.special import expit
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .normalization import percentile_bounds, to_unit_interval
+
+__all__ = ["BaseNoiseDetector"]
+
+# Fewer samples than this cannot support five (Beta) or five (Gaussian) free parameters.
+MIN_SAMPLES = 5
+
+
+class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of the noise detectors. Not for direct use."""
+
+    _parameter_constraints: dict = {
+        "input_type": [StrOptions({"loss", "confidence"})],
+        "percentiles": [tuple, list],
+        "clip_eps": [Interval(numbers.Real, 0, 0.5, closed="left")],
+        "monotone": ["boolean"],
+    }
+
+    def __init__(self, *, input_type, percentiles, clip_eps, monotone):
+        self.input_type = input_type
+        self.percentiles = percentiles
+        self.clip_eps = clip_eps
+        self.monotone = monotone
+
+    # -- subclass hooks -------------------------------------------------------------------
+    @abstractmethod
+    def _fit_unit(self, x):
+        """Fit the mixture on ``x`` in ``[0, 1]``, components in any order."""
+
+    @abstractmethod
+    def _weighted_log_prob(self, x):
+        """``(n, 2)`` array of ``log weight_k + log p_k(x)``, columns (clean, noisy)."""
+
+    @abstractmethod
+    def _monotone_range(self):
+        """``(lo, hi)`` such that the posterior of "noisy" is non-decreasing on it."""
+
+    @abstractmethod
+    def _n_parameters(self):
+        """Number of free parameters of the fitted mixture."""
+
+    # -- input ----------------------------------------------------------------------------
+    def _check_values(self, X, *, reset):
+        """Return the values as a float64 vector, accepting a 1-D array or an (n, 1) column."""
+        if not issparse(X) and np.ndim(X) == 1:
+            X = np.reshape(np.asarray(X), (-1, 1))
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=1 if not reset else MIN_SAMPLES,
+        )
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"{type(self).__name__} takes one value per sample (a loss or a "
+                "confidence): a 1-D array or an (n_samples, 1) column; got an array "
+                f"with shape {X.shape}"
+            )
+        return X[:, 0].astype(np.float64, copy=False)
+
+    def _validate_settings(self):
+        low, high = (float(p) for p in self.percentiles) if len(self.percentiles) == 2 else (None, None)
+        if low is None or not 0 <= low < high <= 100:
+            raise ValueError(
+                "percentiles must be two numbers 0 <= low < high <= 100, got "
+                f"{self.percentiles!r}"
+            )
+        return low, high
+
+    def _to_unit(self, values):
+        return to_unit_interval(
+            values,
+            *self.bounds_,
+            higher_is_noisier=self.input_type == "loss",
+            eps=self.clip_eps,
+        )
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Fit the mixture to per-sample values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples,) or (n_samples, 1)
+            One loss (or, with ``input_type="confidence"``, one confidence in the given
+            label) per training sample.
+        y : ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        self._validate_params()
+        percentiles = self._validate_settings()
+        values = self._check_values(X, reset=True)
+        self.bounds_ = percentile_bounds(values, percentiles)
+        low, high = self.bounds_
+        inside = values[(values >= low) & (values <= high)]
+        self._fit_unit(self._to_unit(inside))
+        self.n_fit_samples_ = inside.size
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return ``predict(X)`` (1 = noisy, 0 = clean)."""
+        return self.fit(X, y).predict(X)
+
+    # -- read-outs ------------------------------------------------------------------------
+    def predict_proba(self, X):
+        """Probability of each sample being clean (column 0) and noisy (column 1).
+
+        With ``monotone=True`` (the default) the probability of "noisy" is non-decreasing in
+        the loss (non-increasing in the confidence) over the whole range: where the fitted
+        posterior would fall again (past its peak, or below its trough at the clean end), it
+        is held at its value at the turning point. It therefore ranks samples exactly as the
+        loss does, up to ties, and keeps the mixture's calibrated value everywhere else.
+        """
+        check_is_fitted(self)
+        x = self._to_unit(self._check_values(X, reset=False))
+        if self.monotone:
+            x = np.clip(x, *self._monotone_range())
+        log_prob = self._weighted_log_prob(x)
+        p_noisy = expit(log_prob[:, 1] - log_prob[:, 0])
+        return np.column_stack([1.0 - p_noisy, p_noisy])
+
+    def predict(self, X):
+        """1 where a sample is more likely noisy than clean, else 0."""
+        return (self.predict_proba(X)[:, 1] > 0.5).astype(np.int64)
+
+    def score_samples(self, X):
+        """Log-density of each value under the mixture, in the input's own units.
+
+        The density is that of the normalised value times the Jacobian ``1 / (high - low)``
+        of the normalisation, so that detectors with different bounds can be compared.
+        Values outside the bounds are scored at the bound they are clamped to.
+        """
+        check_is_fitted(self)
+        x = self._to_unit(self._check_values(X, reset=False))
+        low, high = self.bounds_
+        return np.logaddexp.reduce(self._weighted_log_prob(x), axis=1) - np.log(high - low)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample (higher is better); used by ``GridSearchCV``."""
+        return float(self.score_samples(X).mean())
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = self._check_values(X, reset=False).size
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion on ``X`` (lower is better)."""
+        n = self._check_values(X, reset=False).size
+        return -2 * self.score(X) * n + 2 * self._n_parameters()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.one_d_array = True
+        return tags
