@@ -81,38 +81,73 @@ class _UnitData:
         self.n = x.size
         self.sum_x = float(x.sum())
         self.sum_x2 = float(x @ x)
+        self.sum_log_x = float(self.log_x.sum())
+        self.sum_log_1mx = float(self.log_1mx.sum())
+        self.log_x_range = (float(self.log_x.min()), float(self.log_x.max()))
+        self.log_1mx_range = (float(self.log_1mx.min()), float(self.log_1mx.max()))
+
+    def lowest_log_density(self, am1, bm1, const):
+        """A lower bound of ``const + am1 log x + bm1 log(1 - x)`` over the data."""
+        return const + min(am1 * v for v in self.log_x_range) + min(
+            bm1 * v for v in self.log_1mx_range
+        )
 
 
-def e_step_statistics(data, alphas, betas, weights, *, floor=True):
+def _sigmoid(d):
+    """expit(d), as 0.5 + 0.5 tanh(d / 2): exact to rounding, and faster than expit."""
+    out = np.multiply(d, 0.5)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+def e_step_statistics(data, alphas, betas, weights, *, floor=True, log_likelihood=True):
     """One pass of the E-step, reduced to what the M-step and the stopping rule need.
 
     Returns ``(r, rx, rx2, mean_log_likelihood)``, where ``r``, ``rx``, ``rx2`` are the sums
     over samples of the noisy component's responsibility times 1, x and x^2 (the clean
-    component's sums follow by subtraction from the data's own sums).
+    component's sums follow by subtraction from the data's own sums). The log-likelihood
+    (NaN unless asked for) is that of the unfloored densities.
     """
     const = np.log(weights) - betaln(alphas, betas)
     am1, bm1 = np.asarray(alphas) - 1, np.asarray(betas) - 1
-    r = rx = rx2 = loglik = 0.0
+    # Only the log-odds of the two components is needed per sample; the floor can only
+    # change it where a weighted density falls below 1e-12, which a cheap bound rules out
+    # for most fits.
+    floor_may_act = floor and min(
+        data.lowest_log_density(am1[k], bm1[k], const[k]) for k in range(2)
+    ) < LOG_LIKELIHOOD_FLOOR
+    d_am1, d_bm1, d_const = am1[1] - am1[0], bm1[1] - bm1[0], const[1] - const[0]
+    r = rx = rx2 = 0.0
+    # sum of log(e^lp0 + e^lp1) = sum of lp0 + softplus(log_odds); the first sum comes from
+    # the data's own sums, and softplus(d) = max(d, 0) - log(max(r, 1 - r)) with
+    # r = expit(d): no overflow, no log(0), and far cheaper than np.logaddexp.
+    loglik = const[0] * data.n + am1[0] * data.sum_log_x + bm1[0] * data.sum_log_1mx
     for start in range(0, data.n, _CHUNK):
         part = slice(start, start + _CHUNK)
         log_x, log_1mx, x = data.log_x[part], data.log_1mx[part], data.x[part]
-        lp0 = am1[0] * log_x
-        lp0 += bm1[0] * log_1mx
-        lp0 += const[0]
-        lp1 = am1[1] * log_x
-        lp1 += bm1[1] * log_1mx
-        lp1 += const[1]
-        loglik += float(np.logaddexp(lp0, lp1).sum())
-        if floor:
-            np.maximum(lp0, LOG_LIKELIHOOD_FLOOR, out=lp0)
-            np.maximum(lp1, LOG_LIKELIHOOD_FLOOR, out=lp1)
-        lp1 -= lp0
-        resp = expit(lp1, out=lp1)
+        log_odds = d_am1 * log_x
+        log_odds += d_bm1 * log_1mx
+        log_odds += d_const
+        resp = _sigmoid(log_odds)
+        if log_likelihood:
+            loglik += float(np.maximum(log_odds, 0).sum())
+            loglik -= float(np.log(np.maximum(resp, 1 - resp)).sum())
+        if floor_may_act:
+            lp0 = am1[0] * log_x
+            lp0 += bm1[0] * log_1mx
+            lp0 += const[0]
+            lp1 = lp0 + log_odds
+            if min(lp0.min(), lp1.min()) < LOG_LIKELIHOOD_FLOOR:
+                np.maximum(lp0, LOG_LIKELIHOOD_FLOOR, out=lp0)
+                np.maximum(lp1, LOG_LIKELIHOOD_FLOOR, out=lp1)
+                resp = _sigmoid(lp1 - lp0)
         r += float(resp.sum())
         resp *= x
         rx += float(resp.sum())
         rx2 += float(resp @ x)
-    return r, rx, rx2, loglik / data.n
+    return r, rx, rx2, (loglik / data.n if log_likelihood else np.nan)
 
 
 def _m_step(data, r, rx, rx2, alphas, betas, weights):
@@ -160,7 +195,9 @@ def fit_beta_mixture(x, alphas, betas, weights, *, max_iter, tol):
     previous, converged, problems = -np.inf, False, []
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        r, rx, rx2, loglik = e_step_statistics(data, alphas, betas, weights)
+        r, rx, rx2, loglik = e_step_statistics(
+            data, alphas, betas, weights, log_likelihood=tol > 0
+        )
         if tol > 0 and abs(loglik - previous) < tol:
             converged = True
             n_iter -= 1  # the parameters did not change in this pass

@@ -1,0 +1,52 @@
+"""What every benchmark writes beside its table: the command, machine, date and versions."""
+
+import datetime
+import importlib
+import os
+import platform
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(packages=("numpy", "scipy", "sklearn", "pandas", "torch", "fastai")):
+    """Markdown lines describing how and where the benchmark ran."""
+    versions = []
+    for name in ("lnc_sklearn", *packages):
+        try:
+            versions.append(f"{name} {importlib.import_module(name).__version__}")
+        except ImportError:
+            pass
+    gpu = "none"
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        gpu = sys.modules["torch"].cuda.get_device_name(0)
+    command = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    return [
+        f"- command: `{command}`",
+        f"- machine: {_cpu_model()}, {os.cpu_count()} logical CPUs; GPU: {gpu}",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- python {platform.python_version()}; " + ", ".join(versions),
+    ]
+
+
+def write_results(filename, title, body_lines):
+    """Write ``results/filename`` whole (temporary file, then rename) and return its path."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / filename
+    text = "\n".join([f"# {title}", "", *environment(), "", *body_lines, ""])
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
