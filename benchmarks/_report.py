@@ -25,6 +25,8 @@ def environment(packages=("numpy", "scipy", "sklearn", "pandas", "torch", "fasta
     """Markdown lines describing how and where the benchmark ran."""
     versions = []
     for name in ("lnc_sklearn", *packages):
+        if name in ("torch", "fastai") and name not in sys.modules:
+            continue  # only where the benchmark used them
         try:
             versions.append(f"{name} {importlib.import_module(name).__version__}")
         except ImportError:
@@ -50,3 +52,13 @@ def write_results(filename, title, body_lines):
     tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def markdown_table(frame, floatfmt="{:.4f}"):
+    """A pandas DataFrame as a Markdown table (without needing tabulate)."""
+    def cell(v):
+        return floatfmt.format(v) if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * frame.shape[1]]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

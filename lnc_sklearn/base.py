@@ -140,9 +140,13 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         x = self._to_unit(self._check_values(X, reset=False))
         if self.monotone:
             x = np.clip(x, *self._monotone_range())
-        log_prob = self._weighted_log_prob(x)
-        p_noisy = expit(log_prob[:, 1] - log_prob[:, 0])
+        p_noisy = self._posterior_on_unit(x)
         return np.column_stack([1.0 - p_noisy, p_noisy])
+
+    def _posterior_on_unit(self, x):
+        """The mixture's raw posterior of "noisy" at normalised values ``x``."""
+        log_prob = self._weighted_log_prob(x)
+        return expit(log_prob[:, 1] - log_prob[:, 0])
 
     def predict(self, X):
         """1 where a sample is more likely noisy than clean, else 0."""
