@@ -11,6 +11,7 @@ from lnc_sklearn.beta_mixture import beta_from_moments, beta_log_pdf, fit_beta_m
 from lnc_sklearn.normalization import percentile_bounds, to_unit_interval
 
 PAPER = dict(max_iter=10, tol=0, init_params="paper")
+CONVERGED = dict(max_iter=1000, tol=1e-6)
 
 
 def _synthetic(n_clean=8000, n_noisy=2000, seed=0):
@@ -78,13 +79,22 @@ def test_paper_configuration_matches_reference_on_synthetic_losses():
 
 
 # -- the improvements -------------------------------------------------------------------
-def test_default_converges_where_ten_iterations_do_not():
+def test_defaults_are_the_paper_schedule():
+    losses = _synthetic()
+    default, paper = BetaMixtureNoiseDetector().fit(losses), BetaMixtureNoiseDetector(**PAPER)
+    paper.fit(losses)
+    np.testing.assert_array_equal(default.alphas_, paper.alphas_)
+    assert default.n_iter_ == 10
+
+
+@pytest.mark.parametrize("init_params", ["paper", "kmeans"])
+def test_em_to_convergence_where_ten_iterations_do_not(init_params):
     losses = _synthetic()
     paper = BetaMixtureNoiseDetector(**PAPER).fit(losses)
-    default = BetaMixtureNoiseDetector().fit(losses)
-    assert default.converged_
-    assert default.lower_bound_ > paper.lower_bound_
-    assert abs(default.weights_[1] - 0.2) < abs(paper.weights_[1] - 0.2)
+    converged = BetaMixtureNoiseDetector(**CONVERGED, init_params=init_params).fit(losses)
+    assert converged.converged_
+    assert converged.lower_bound_ > paper.lower_bound_
+    assert abs(converged.weights_[1] - 0.2) < abs(paper.weights_[1] - 0.2)
 
 
 def test_components_are_ordered_clean_then_noisy():
@@ -92,7 +102,7 @@ def test_components_are_ordered_clean_then_noisy():
     x = _synthetic()
     fit = fit_beta_mixture(x, (6, 1), (2, 8), (0.2, 0.8), max_iter=500, tol=1e-9)
     assert fit["alphas"][0] / fit["alphas"].sum() > 0.5  # EM's own order: noisy first
-    detector = BetaMixtureNoiseDetector(warm_start=True)
+    detector = BetaMixtureNoiseDetector(**CONVERGED, warm_start=True)
     detector.alphas_, detector.betas_, detector.weights_ = (
         np.array([6.0, 1.0]), np.array([2.0, 8.0]), np.array([0.2, 0.8])
     )
@@ -173,8 +183,8 @@ def test_new_values_are_mapped_with_the_stored_bounds():
 
 def test_warm_start_starts_from_the_previous_fit():
     losses = _synthetic()
-    cold = BetaMixtureNoiseDetector().fit(losses)
-    warm = BetaMixtureNoiseDetector(warm_start=True).fit(losses)
+    cold = BetaMixtureNoiseDetector(**CONVERGED).fit(losses)
+    warm = BetaMixtureNoiseDetector(**CONVERGED, warm_start=True).fit(losses)
     again = warm.fit(losses * 1.01)
     assert again.n_iter_ < cold.n_iter_
     np.testing.assert_allclose(again.weights_, cold.weights_, atol=1e-3)
@@ -191,7 +201,7 @@ def test_convergence_warning_only_when_asked_to_converge():
 
 def test_scores_and_information_criteria():
     losses = _synthetic()
-    detector = BetaMixtureNoiseDetector().fit(losses)
+    detector = BetaMixtureNoiseDetector(**CONVERGED).fit(losses)
     low, high = detector.bounds_
     x = to_unit_interval(losses, low, high)
     by_hand = np.log(
