@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +27,7 @@ from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector  
 DETECTORS = {
     "reference posterior": lambda: BetaMixtureNoiseDetector(monotone=False),
     "lnc default": lambda: BetaMixtureNoiseDetector(),
+    "hold at turn": lambda: BetaMixtureNoiseDetector(monotone="hold"),
     "converged, paper init": lambda: BetaMixtureNoiseDetector(max_iter=1000, tol=1e-6),
     "converged, kmeans init": lambda: BetaMixtureNoiseDetector(
         max_iter=1000, tol=1e-6, init_params="kmeans"
@@ -41,7 +43,7 @@ def reference_high_end_fix(detector, losses):
     """The reference's posterior: a 100-point table over [0, 1], made non-decreasing past
     its maximum only, read at the nearest point below (METHOD.md, section 2)."""
     grid = np.linspace(0, 1, 100)
-    table = detector._posterior_on_unit(np.clip(grid, detector.clip_eps, 1 - detector.clip_eps))
+    table = expit(detector._log_odds_on_unit(np.clip(grid, detector.clip_eps, 1 - detector.clip_eps)))
     table[table.argmax():] = table.max()
     x = detector._to_unit(losses)
     return table[np.clip((x * 99).astype(int), 0, 99)]

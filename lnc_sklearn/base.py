@@ -32,7 +32,7 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         "input_type": [StrOptions({"loss", "confidence"})],
         "percentiles": [tuple, list],
         "clip_eps": [Interval(numbers.Real, 0, 0.5, closed="left")],
-        "monotone": ["boolean"],
+        "monotone": [StrOptions({"reflect", "hold"}), "boolean"],
     }
 
     def __init__(self, *, input_type, percentiles, clip_eps, monotone):
@@ -130,23 +130,41 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def predict_proba(self, X):
         """Probability of each sample being clean (column 0) and noisy (column 1).
 
-        With ``monotone=True`` (the default) the probability of "noisy" is non-decreasing in
-        the loss (non-increasing in the confidence) over the whole range: where the fitted
-        posterior would fall again (past its peak, or below its trough at the clean end), it
-        is held at its value at the turning point. It therefore ranks samples exactly as the
-        loss does, up to ties, and keeps the mixture's calibrated value everywhere else.
+        By the method's premise, a higher loss never makes a sample less likely noisy, but
+        a fitted mixture's raw posterior can turn: past a peak at the noisy end, where the
+        clean component's tail overtakes a narrow noisy one, or (on real losses, often)
+        below a trough at the clean end, where a clean component with alpha > 1 vanishes
+        at zero and the cleanest samples come out "noisy". The log-odds of these mixtures
+        turns at most once, at a point known in closed form, so the fix is exact:
+
+        - ``monotone="reflect"`` (default; ``True`` means the same): beyond the turning
+          point the log-odds is reflected about its value there, ``2 f(turn) - f(x)``. The
+          posterior is then strictly increasing in the loss (decreasing in the confidence)
+          over the whole range and ranks samples exactly as the loss does; it keeps the
+          mixture's value up to the turning point, and beyond it moves towards 0 (clean
+          end) or 1 (noisy end) as fast as the raw posterior moved the wrong way.
+        - ``monotone="hold"``: the posterior is held at its value at the turning point (the
+          reference code's fix, applied at both ends and without a table); samples beyond
+          it tie.
+        - ``monotone=False``: the mixture's raw posterior.
         """
         check_is_fitted(self)
         x = self._to_unit(self._check_values(X, reset=False))
+        log_odds = self._log_odds_on_unit(x)
         if self.monotone:
-            x = np.clip(x, *self._monotone_range())
-        p_noisy = self._posterior_on_unit(x)
+            hold = self.monotone == "hold"
+            lo, hi = self._monotone_range()
+            for turn, beyond in ((lo, x < lo), (hi, x > hi)):
+                if beyond.any():
+                    at_turn = self._log_odds_on_unit(np.array([turn], dtype=np.float64))[0]
+                    log_odds[beyond] = at_turn if hold else 2 * at_turn - log_odds[beyond]
+        p_noisy = expit(log_odds)
         return np.column_stack([1.0 - p_noisy, p_noisy])
 
-    def _posterior_on_unit(self, x):
-        """The mixture's raw posterior of "noisy" at normalised values ``x``."""
+    def _log_odds_on_unit(self, x):
+        """The mixture's raw log-odds of "noisy" at normalised values ``x``."""
         log_prob = self._weighted_log_prob(x)
-        return expit(log_prob[:, 1] - log_prob[:, 0])
+        return log_prob[:, 1] - log_prob[:, 0]
 
     def predict(self, X):
         """1 where a sample is more likely noisy than clean, else 0."""

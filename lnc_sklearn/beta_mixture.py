@@ -279,9 +279,9 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         left out of the fit and clamped when predicting. ``(0, 100)`` is min-max scaling.
     clip_eps : float, default=1e-4
         Normalised values are clamped into ``[clip_eps, 1 - clip_eps]``.
-    monotone : bool, default=True
-        Keep p(noisy) non-decreasing in the loss over the whole range (see
-        ``predict_proba``). ``False`` gives the mixture's raw posterior.
+    monotone : {"reflect", "hold"} or bool, default="reflect"
+        How p(noisy) is kept increasing in the loss over the whole range (see
+        ``predict_proba``); ``False`` gives the mixture's raw posterior.
 
     Attributes
     ----------
@@ -331,7 +331,7 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         input_type="loss",
         percentiles=(5, 95),
         clip_eps=1e-4,
-        monotone=True,
+        monotone="reflect",
     ):
         super().__init__(
             input_type=input_type, percentiles=percentiles, clip_eps=clip_eps, monotone=monotone

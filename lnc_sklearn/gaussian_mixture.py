@@ -34,9 +34,9 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
     percentiles : tuple of two floats, default=(0, 100)
         Min-max normalisation, as DivideMix.
     clip_eps : float, default=0.0
-    monotone : bool, default=True
-        Keep p(noisy) non-decreasing in the loss (the Gaussian posterior's log-odds is a
-        parabola, so it turns at most once).
+    monotone : {"reflect", "hold"} or bool, default="reflect"
+        Keep p(noisy) increasing in the loss (the Gaussian posterior's log-odds is a
+        parabola, so it turns at most once); see ``BetaMixtureNoiseDetector``.
 
     Attributes
     ----------
@@ -79,7 +79,7 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
         input_type="loss",
         percentiles=(0, 100),
         clip_eps=0.0,
-        monotone=True,
+        monotone="reflect",
     ):
         super().__init__(
             input_type=input_type, percentiles=percentiles, clip_eps=clip_eps, monotone=monotone

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score
 
 from benchmarks.reference_bmm import reference_bmm_fit
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning, GaussianMixtureNoiseDetector
@@ -114,12 +115,16 @@ def test_components_are_ordered_clean_then_noisy():
 
 @pytest.mark.parametrize("detector_class", [BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector])
 def test_posterior_is_monotone_in_the_loss_on_real_losses(detector_class, digits_loss_trace):
-    losses_by_epoch, _ = digits_loss_trace
+    losses_by_epoch, changed = digits_loss_trace
     grid = np.linspace(-1, 15, 4001)
     for losses in losses_by_epoch:
-        for kwargs in ({}, PAPER) if detector_class is BetaMixtureNoiseDetector else ({},):
-            p = detector_class(**kwargs).fit(losses).predict_proba(grid)[:, 1]
+        for kwargs in ({}, CONVERGED) if detector_class is BetaMixtureNoiseDetector else ({},):
+            detector = detector_class(**kwargs).fit(losses)
+            p = detector.predict_proba(grid)[:, 1]
             assert np.all(np.diff(p) >= 0)
+            # it ranks samples as the loss does: the same AUC, up to clamping ties
+            p_samples = detector.predict_proba(losses)[:, 1]
+            assert roc_auc_score(changed, p_samples) >= roc_auc_score(changed, losses) - 1e-3
 
 
 def _detector_with(alphas, betas, weights=(0.5, 0.5)):
@@ -130,32 +135,50 @@ def _detector_with(alphas, betas, weights=(0.5, 0.5)):
     return detector
 
 
+def _log_odds(p):
+    return np.log(p) - np.log1p(-p)
+
+
 def test_monotone_fix_at_the_clean_end():
     # Clean alpha > 1 vanishes at 0, the broad noisy component wins there: the raw
     # posterior says the cleanest samples are noisy (METHOD.md, section 2).
     detector = _detector_with(alphas=(2.0, 0.9), betas=(8.0, 1.2))
-    x = np.linspace(0, 1, 1001)
-    detector.set_params(monotone=False)
-    raw = detector.predict_proba(x)[:, 1]
+    x = np.linspace(0.001, 0.999, 999)
+    raw = detector.set_params(monotone=False).predict_proba(x)[:, 1]
     assert raw[0] > 0.9 and raw.min() < 0.3
-    detector.set_params(monotone=True)
-    fixed = detector.predict_proba(x)[:, 1]
-    assert np.all(np.diff(fixed) >= 0)
-    assert fixed[0] == pytest.approx(raw.min(), abs=1e-3)  # held at the trough
-    turn = (0.9 - 2.0) / ((0.9 - 2.0) + (1.2 - 8.0))
-    above = x > turn + 0.01
-    np.testing.assert_allclose(fixed[above], raw[above])  # unchanged past the trough
+    turn = (0.9 - 2.0) / ((0.9 - 2.0) + (1.2 - 8.0))  # the trough, by hand
+    below, above = x < turn, x > turn
+    assert x[raw.argmin()] == pytest.approx(turn, abs=1e-3)
+    at_turn = _log_odds(detector.predict_proba([turn])[:, 1])[0]
+
+    held = detector.set_params(monotone="hold").predict_proba(x)[:, 1]
+    assert np.all(np.diff(held) >= 0)
+    np.testing.assert_allclose(held[below], raw.min(), rtol=1e-5)  # held at the trough
+    np.testing.assert_allclose(held[above], raw[above])  # unchanged past it
+
+    for setting in ["reflect", True]:
+        reflected = detector.set_params(monotone=setting).predict_proba(x)[:, 1]
+        assert np.all(np.diff(reflected) >= 0)
+        # strictly increasing (it ranks as the loss does) until float64 rounds p to 1
+        assert np.all(np.diff(reflected[reflected < 1 - 1e-12]) > 0)
+        np.testing.assert_allclose(reflected[above], raw[above])
+        np.testing.assert_allclose(
+            _log_odds(reflected[below]), 2 * at_turn - _log_odds(raw[below]), rtol=1e-6
+        )
+        assert reflected[0] < 0.05  # the cleanest samples are called clean
 
 
 def test_monotone_fix_at_the_noisy_end():
     # A noisy component narrower than the clean tail: the raw posterior falls past a peak.
     detector = _detector_with(alphas=(1.0, 8.0), betas=(3.0, 6.0))
-    x = np.linspace(0, 1, 1001)
+    x = np.linspace(0.001, 0.999, 999)
     raw = detector.set_params(monotone=False).predict_proba(x)[:, 1]
-    fixed = detector.set_params(monotone=True).predict_proba(x)[:, 1]
     assert raw[-1] < raw.max() - 0.5
-    assert np.all(np.diff(fixed) >= 0)
-    assert fixed[-1] == pytest.approx(raw.max(), abs=1e-3)
+    held = detector.set_params(monotone="hold").predict_proba(x)[:, 1]
+    assert np.all(np.diff(held) >= 0) and held[-1] == pytest.approx(raw.max(), abs=1e-6)
+    reflected = detector.set_params(monotone="reflect").predict_proba(x)[:, 1]
+    assert np.all(np.diff(reflected[reflected < 1 - 1e-12]) > 0)
+    assert reflected[-1] > raw.max()
 
 
 def test_confidence_input_is_the_mirror_of_loss_input():

@@ -33,10 +33,13 @@ def test_monotone_at_the_noisy_end():
     detector.weights_ = np.array([0.5, 0.5])
     grid = np.linspace(0, 1, 2001)
     raw = detector.set_params(monotone=False).predict_proba(grid)[:, 1]
-    fixed = detector.set_params(monotone=True).predict_proba(grid)[:, 1]
     assert raw[-1] < 0.5 < raw.max() and grid[raw.argmax()] == pytest.approx(0.62, abs=1e-3)
-    assert np.all(np.diff(fixed) >= 0) and fixed[-1] == pytest.approx(raw.max(), abs=1e-6)
-    np.testing.assert_allclose(fixed[grid < 0.62], raw[grid < 0.62])
+    held = detector.set_params(monotone="hold").predict_proba(grid)[:, 1]
+    assert np.all(np.diff(held) >= 0) and held[-1] == pytest.approx(raw.max(), abs=1e-6)
+    reflected = detector.set_params(monotone="reflect").predict_proba(grid)[:, 1]
+    assert np.all(np.diff(reflected) > 0)
+    for fixed in (held, reflected):
+        np.testing.assert_allclose(fixed[grid < 0.62], raw[grid < 0.62])
 
 
 def test_warm_start_and_scores():
