@@ -21,7 +21,7 @@ from .normalization import percentile_bounds, to_unit_interval
 
 __all__ = ["BaseNoiseDetector"]
 
-# Fewer samples than this cannot support five (Beta) or five (Gaussian) free parameters.
+# Fewer samples than this cannot support a two-component mixture's five free parameters.
 MIN_SAMPLES = 5
 
 
@@ -79,7 +79,10 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return X[:, 0].astype(np.float64, copy=False)
 
     def _validate_settings(self):
-        low, high = (float(p) for p in self.percentiles) if len(self.percentiles) == 2 else (None, None)
+        try:
+            low, high = (float(p) for p in self.percentiles)
+        except (TypeError, ValueError):
+            low = high = None
         if low is None or not 0 <= low < high <= 100:
             raise ValueError(
                 "percentiles must be two numbers 0 <= low < high <= 100, got "
