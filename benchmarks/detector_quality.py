@@ -39,14 +39,16 @@ DETECTORS = {
 }
 
 
-def reference_high_end_fix(detector, losses):
+def reference_high_end_fix(detector, losses, resolution=100):
     """The reference's posterior: a 100-point table over [0, 1], made non-decreasing past
-    its maximum only, read at the nearest point below (METHOD.md, section 2)."""
-    grid = np.linspace(0, 1, 100)
+    its maximum only (METHOD.md, section 2), indexed as the reference code does it:
+    ``table[int(100 * x)]`` on ``linspace(0, 1, 100)``, so a value is read at a grid point
+    within half a percent of it, above or below."""
+    grid = np.linspace(0, 1, resolution)
     table = expit(detector._log_odds_on_unit(np.clip(grid, detector.clip_eps, 1 - detector.clip_eps)))
     table[table.argmax():] = table.max()
     x = detector._to_unit(losses)
-    return table[np.clip((x * 99).astype(int), 0, 99)]
+    return table[np.clip((x * resolution).astype(int), 0, resolution - 1)]
 
 
 def evaluate(trace_path):
