@@ -374,13 +374,7 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
             )
 
     def _weighted_log_prob(self, x):
-        log_x, log_1mx = np.log(x)[:, None], np.log1p(-x)[:, None]
-        return (
-            (self.alphas_ - 1) * log_x
-            + (self.betas_ - 1) * log_1mx
-            - betaln(self.alphas_, self.betas_)
-            + np.log(self.weights_)
-        )
+        return beta_log_pdf(x[:, None], self.alphas_, self.betas_) + np.log(self.weights_)
 
     def _monotone_range(self):
         # The posterior's log-odds is const + da log x + db log(1 - x); its slope
