@@ -1,5 +1,26 @@
-"""lnc_fastai: training through label noise with fastai (dynamic-bootstrapping mixup).
+"""lnc for fastai: train through label noise with dynamic bootstrapping and mixup.
 
-The callback lands with its own issue; this package already depends on ``lnc_sklearn``
-(never the other way round) for the noise detectors.
+``DynamicBootstrapMixUp`` is a fastai ``Callback`` (M-DYR-H / M-DYR-S of Arazo et al., 2019);
+:mod:`lnc_fastai.losses` holds the bootstrapping losses as plain PyTorch functions. Detection
+itself comes from :mod:`lnc_sklearn`, which never imports torch or fastai.
 """
+
+from .callback import DynamicBootstrapMixUp
+from .losses import (
+    bootstrap_targets,
+    bootstrapping_loss,
+    class_balance_regulariser,
+    mixup_bootstrapping_loss,
+    static_bootstrapping_loss,
+)
+from .posterior_table import PosteriorTable
+
+__all__ = [
+    "DynamicBootstrapMixUp",
+    "PosteriorTable",
+    "bootstrap_targets",
+    "bootstrapping_loss",
+    "class_balance_regulariser",
+    "mixup_bootstrapping_loss",
+    "static_bootstrapping_loss",
+]

@@ -1,0 +1,437 @@
+"""``DynamicBootstrapMixUp``: train through label noise with fastai (M-DYR-H / M-DYR-S).
+
+Per training batch: mix the batch with a shuffled copy of itself (one ``lam ~ Beta(alpha,
+alpha)`` per batch, as in the paper) and, after the warm-up, bootstrap each partner towards the
+network's own prediction in proportion to its probability of being mislabelled. After every
+training epoch: one pass over the un-augmented training set gives each sample's cross-entropy
+against its given label, in dataset order; the detector is refitted on it and its posterior is
+tabulated for the next epoch's batches (:mod:`lnc_fastai.posterior_table`).
+
+The maths lives in :mod:`lnc_fastai.losses`; this module is the fastai glue.
+"""
+
+import copy
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from fastai.callback.fp16 import AMPMode, MixedPrecision
+from fastai.learner import ValueMetric
+from fastai.torch_core import to_device
+from fastprogress.fastprogress import progress_bar
+from sklearn.metrics import roc_auc_score
+from torch.distributions.beta import Beta
+
+from lnc_sklearn import BetaMixtureNoiseDetector
+
+from .losses import BOOTSTRAP_KINDS, bootstrap_targets, class_balance_regulariser, mixup_bootstrapping_loss
+from .posterior_table import PosteriorTable, detector_input, noisy_probability
+
+__all__ = ["DynamicBootstrapMixUp"]
+
+
+@contextmanager
+def eval_mode(model):
+    """Put ``model`` in eval mode and afterwards give every submodule back its own mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def mix_inputs(xb, partner, lam):
+    """``lam * x + (1 - lam) * x[partner]`` for float inputs. Integer inputs (categorical codes
+    of tabular data) cannot be blended; each sample keeps the codes of its heavier partner."""
+    mixed = []
+    for x in xb:
+        if torch.is_floating_point(x):
+            mixed.append(torch.lerp(x[partner], x, lam))
+        else:
+            mixed.append(x if lam >= 0.5 else x[partner])
+    return tuple(mixed)
+
+
+def _check_targets(yb):
+    if len(yb) != 1 or yb[0].ndim != 1 or torch.is_floating_point(yb[0]) or yb[0].dtype == torch.bool:
+        shapes = [(tuple(y.shape), str(y.dtype)) for y in yb]
+        raise TypeError(
+            "DynamicBootstrapMixUp needs one target per sample given as a class index (one 1-D integer "
+            f"tensor per batch, as fastai's CategoryBlock gives); got targets of shape/dtype {shapes}"
+        )
+
+
+def _warmup_epochs(warmup, n_epoch):
+    if isinstance(warmup, (int, np.integer)) and not isinstance(warmup, bool) and warmup >= 0:
+        return int(warmup)
+    if isinstance(warmup, float) and 0 <= warmup < 1:
+        return int(round(warmup * n_epoch))
+    raise ValueError(
+        f"warmup must be a number of epochs (int >= 0) or a fraction of the run (float in [0, 1)); got {warmup!r}"
+    )
+
+
+class DynamicBootstrapMixUp(Callback):
+    """Mixup with dynamic bootstrapping (Arazo et al., 2019) as a fastai callback.
+
+    Parameters
+    ----------
+    bootstrap : {"hard", "soft"}
+        Bootstrap towards the one-hot argmax (M-DYR-H) or the softmax (M-DYR-S) of the network's
+        prediction on the un-mixed sample.
+    alpha : float
+        Mixup's ``Beta(alpha, alpha)``; one mixing weight per batch. The paper uses 32.
+    warmup : int or float
+        Epochs of plain mixup before bootstrapping starts (an int), or that fraction of the run (a
+        float in [0, 1)). The default 0.35 is the paper's 105 of 300 epochs. The detector is
+        refitted after every epoch, warm-up included.
+    reg_weight : float
+        Weight eta of the class-balance regulariser, applied with bootstrapping (as the reference
+        does); 0 switches it off.
+    detector : estimator, optional
+        Anything with ``fit`` and ``predict_proba`` over a column of per-sample values whose column
+        1 is p(noisy); a detector with ``input_type="confidence"`` is given ``exp(-loss)``. The
+        default is ``BetaMixtureNoiseDetector(warm_start=True)``. Refitted in place every epoch; a
+        fit that raises keeps the previous fit and warns.
+    noise_mask : array of bool, optional
+        The true "is mislabelled" flag of each training sample, in dataset order, for
+        experiments: adds the detector's ROC-AUC to the history and the progress table.
+    augmented_tracking : bool
+        Compute the per-epoch losses with training augmentation, as the reference code does.
+        Default False: validation-time transforms, so a sample's loss does not depend on its crop.
+    keep_trace : bool
+        Keep every epoch's per-sample losses and p(noisy) for :meth:`save_trace`.
+    trace_probs : bool
+        Also keep each epoch's softmax outputs (as float16) in the trace.
+    table_size : int
+        Grid points of the posterior table the batches read p(noisy) from.
+
+    After fitting, ``history`` (a DataFrame, one row per epoch) holds the estimated noise fraction,
+    the AUC when ``noise_mask`` was given, and the detector's fitted parameters; ``report()``
+    gives one row per training sample. Training uses this callback's own loss; the learner's
+    ``loss_func`` is put back after training (and on every cancel) and serves validation.
+    """
+
+    order = MixedPrecision.order + 1  # the un-mixed forward in before_batch then runs under autocast
+    run_valid = False
+
+    def __init__(
+        self,
+        bootstrap="hard",
+        alpha=32.0,
+        warmup=0.35,
+        reg_weight=1.0,
+        detector=None,
+        noise_mask=None,
+        augmented_tracking=False,
+        keep_trace=False,
+        trace_probs=False,
+        table_size=4096,
+    ):
+        if bootstrap not in BOOTSTRAP_KINDS:
+            raise ValueError(f"bootstrap must be one of {BOOTSTRAP_KINDS}, got {bootstrap!r}")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha!r}")
+        if not reg_weight >= 0:
+            raise ValueError(f"reg_weight must be >= 0, got {reg_weight!r}")
+        _warmup_epochs(warmup, 1)  # validates
+        if detector is None:
+            detector = BetaMixtureNoiseDetector(warm_start=True)
+        elif not (hasattr(detector, "fit") and hasattr(detector, "predict_proba")):
+            raise TypeError(f"detector must have fit and predict_proba, got {type(detector).__name__}")
+        self.bootstrap, self.alpha, self.warmup, self.reg_weight = bootstrap, float(alpha), warmup, float(reg_weight)
+        self.detector = detector
+        self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool).ravel()
+        self.augmented_tracking, self.keep_trace, self.trace_probs = augmented_tracking, keep_trace, trace_probs
+        self.table_size = int(table_size)
+        self.distrib = Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
+        self.table = None
+        self.epoch_records, self.trace = [], {"losses": [], "p_noisy": [], "probs": []}
+        self.losses_ = self.labels_ = self.predictions_ = self.p_noisy_ = None
+        self._batch = None
+        self._old_loss_func = None
+        self._progress_columns = []
+
+    # ---- fit-level plumbing ------------------------------------------------------------------
+    def before_fit(self):
+        self.warmup_epochs = _warmup_epochs(self.warmup, self.n_epoch)
+        n = len(self.dls.train.dataset)
+        if self.noise_mask is not None and len(self.noise_mask) != n:
+            raise ValueError(f"noise_mask has {len(self.noise_mask)} entries but the training set has {n} samples")
+        # Columns in fastai's progress table; the Recorder (order 50) reads metric names after us.
+        self._progress_columns = [ValueMetric(self._last_noise_fraction, "noise_frac")]
+        if self.noise_mask is not None:
+            self._progress_columns.append(ValueMetric(self._last_auc, "noise_auc"))
+        self.learn.metrics = list(self.learn.metrics) + self._progress_columns
+
+    def after_fit(self):
+        self._restore_loss_func()
+        if self._progress_columns:
+            self.learn.metrics = [m for m in self.learn.metrics if all(m is not ours for ours in self._progress_columns)]
+            self._progress_columns = []
+
+    def after_cancel_fit(self):
+        self.after_fit()
+
+    def before_train(self):
+        self._old_loss_func, self.learn.loss_func = self.learn.loss_func, self._loss
+
+    def _restore_loss_func(self):
+        if self._old_loss_func is not None:
+            self.learn.loss_func, self._old_loss_func = self._old_loss_func, None
+        self._batch = None
+
+    def after_train(self):
+        self._restore_loss_func()
+        self._track_and_refit()
+
+    def after_cancel_train(self):
+        self._restore_loss_func()
+
+    def after_cancel_epoch(self):  # e.g. fastai's SkipToEpoch cancels in before_train
+        self._restore_loss_func()
+
+    # ---- per batch ---------------------------------------------------------------------------
+    @property
+    def bootstrapping(self):
+        """Whether this epoch's batches bootstrap (past warm-up, with a fitted detector)."""
+        return self.table is not None and self.epoch >= self.warmup_epochs
+
+    def before_batch(self):
+        if not self.training:
+            return
+        _check_targets(self.yb)
+        labels = self.yb[0]
+        partner = torch.randperm(labels.shape[0], device=labels.device)
+        lam = float(self.distrib.sample())
+        weights = targets = None
+        if self.bootstrapping:
+            weights, targets = self.noise_weights_and_targets(self.xb, labels)
+        self._batch = (labels, partner, lam, weights, targets)
+        self.learn.xb = mix_inputs(self.xb, partner, lam)
+
+    def noise_weights_and_targets(self, xb, labels):
+        """p(noisy) and bootstrapping targets of the un-mixed batch, from ONE forward pass without
+        gradients in eval mode (so BatchNorm's running statistics do not move), all on the device."""
+        with torch.no_grad(), eval_mode(self.model):
+            logits = self.model(*xb).float()
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        self.table.to(losses.device)
+        return self.table(losses), bootstrap_targets(logits, self.bootstrap)
+
+    def _loss(self, pred, *yb):
+        if not self.training or self._batch is None:
+            return self._old_loss_func(pred, *yb)
+        labels, partner, lam, weights, targets = self._batch
+        bootstrapping = weights is not None
+        if not bootstrapping:  # warm-up: plain mixup, i.e. bootstrapping weight 0
+            weights = torch.zeros(labels.shape[0], device=pred.device)
+            targets = torch.zeros_like(pred, dtype=torch.float32)
+        loss = mixup_bootstrapping_loss(
+            pred, labels, labels[partner], targets, targets[partner], weights, weights[partner], lam
+        ).mean()
+        if self.reg_weight and bootstrapping:
+            loss = loss + self.reg_weight * class_balance_regulariser(pred)
+        return loss
+
+    # ---- per epoch ---------------------------------------------------------------------------
+    def _tracking_loader(self):
+        train = self.dls.train
+        if hasattr(train, "new"):
+            return train.new(shuffle=False, drop_last=False)
+        return torch.utils.data.DataLoader(train.dataset, batch_size=train.batch_size, shuffle=False)
+
+    def _autocast(self, device):
+        mixed_precision = getattr(self.learn, "mixed_precision", None)
+        if mixed_precision is None or device.type != "cuda":
+            return nullcontext()
+        dtype = torch.bfloat16 if mixed_precision.amp_mode == AMPMode.BF16 else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def per_sample_losses(self):
+        """Cross-entropy of every training sample against its given label, in dataset order.
+
+        Returns NumPy arrays ``(losses, labels, predictions, probabilities)``; the model runs in
+        eval mode under ``torch.inference_mode()`` on its own device, over the training set with
+        validation transforms unless ``augmented_tracking``.
+        """
+        dl = self._tracking_loader()
+        dataset = dl.dataset
+        keep_train_tfms = self.augmented_tracking or not hasattr(dataset, "set_split_idx")
+        device = next(self.model.parameters()).device
+        mbar = getattr(getattr(self.learn, "progress", None), "mbar", None)
+        batches = progress_bar(dl, parent=mbar, leave=False) if hasattr(self.learn, "progress") else dl
+        n_inp = getattr(self.dls, "n_inp", None)
+        losses, labels, predictions, probabilities = [], [], [], []
+        with (
+            nullcontext() if keep_train_tfms else dataset.set_split_idx(1),
+            torch.inference_mode(),
+            eval_mode(self.model),
+            self._autocast(device),
+        ):
+            for batch in batches:
+                batch = to_device(batch, device)
+                split = n_inp if n_inp is not None else (1 if len(batch) == 1 else len(batch) - 1)
+                xb, yb = batch[:split], batch[split:]
+                _check_targets(yb)
+                logits = self.model(*xb).float()
+                losses.append(F.cross_entropy(logits, yb[0], reduction="none"))
+                labels.append(yb[0])
+                predictions.append(logits.argmax(dim=1))
+                if self.trace_probs:
+                    probabilities.append(F.softmax(logits, dim=1).half())
+        as_numpy = lambda parts: torch.cat(parts).cpu().numpy() if parts else None  # noqa: E731
+        return as_numpy(losses), as_numpy(labels), as_numpy(predictions), as_numpy(probabilities)
+
+    def _track_and_refit(self):
+        losses, labels, predictions, probabilities = self.per_sample_losses()
+        self.losses_, self.labels_, self.predictions_ = losses, labels, predictions
+        finite = np.isfinite(losses)
+        if not finite.all():
+            warnings.warn(
+                f"epoch {self.epoch}: {int((~finite).sum())} of {losses.size} per-sample losses are not finite; "
+                "they are left out of the detector's fit",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        candidate = copy.deepcopy(self.detector)
+        try:
+            candidate.fit(detector_input(candidate, losses[finite]).reshape(-1, 1))
+        except Exception as error:  # keep training on the last good fit
+            keeping = "keeping the previous fit" if self.table is not None else "no fit yet, not bootstrapping"
+            warnings.warn(f"epoch {self.epoch}: detector fit failed ({error}); {keeping}", RuntimeWarning, stacklevel=2)
+            if self.table is None:
+                self.p_noisy_ = None
+                return
+        else:
+            self.detector = candidate
+        p_noisy = np.full(losses.shape, np.nan)
+        p_noisy[finite] = noisy_probability(self.detector, losses[finite])
+        self.p_noisy_ = p_noisy
+        device = next(self.model.parameters()).device
+        self.table = PosteriorTable.from_detector(self.detector, losses[finite].max(initial=0.0), self.table_size, device)
+        self._record_epoch(losses, p_noisy, probabilities)
+
+    def _record_epoch(self, losses, p_noisy, probabilities):
+        record = {"epoch": self.epoch, "noise_fraction": float(np.nanmean(p_noisy))}
+        if self.noise_mask is not None:
+            finite = np.isfinite(p_noisy)
+            mask = self.noise_mask[finite]
+            record["auc"] = float(roc_auc_score(mask, p_noisy[finite])) if 0 < mask.sum() < mask.size else float("nan")
+        record.update(fitted_parameters(self.detector))
+        self.epoch_records.append(record)
+        if self.keep_trace:
+            self.trace["losses"].append(losses.astype(np.float32))
+            self.trace["p_noisy"].append(p_noisy.astype(np.float32))
+            if probabilities is not None:
+                self.trace["probs"].append(probabilities)
+
+    def _last_noise_fraction(self):
+        return self.epoch_records[-1]["noise_fraction"] if self.epoch_records else float("nan")
+
+    def _last_auc(self):
+        return self.epoch_records[-1].get("auc", float("nan")) if self.epoch_records else float("nan")
+
+    # ---- results -----------------------------------------------------------------------------
+    @property
+    def history(self):
+        """One row per tracked epoch: estimated noise fraction, AUC (with a noise mask), parameters."""
+        return pd.DataFrame(self.epoch_records)
+
+    def report(self):
+        """One row per training sample, in dataset order, from the last tracked epoch.
+
+        Columns: ``item`` (file name or row label where fastai knows it, else the index),
+        ``given_label``, ``predicted_label``, ``loss``, ``p_noisy``, ``is_noisy`` (p_noisy > 0.5),
+        with ``given_class``/``predicted_class`` names when the data has a vocabulary and
+        ``truly_noisy`` when a noise mask was given.
+        """
+        if self.losses_ is None:
+            raise RuntimeError("no epoch has been tracked yet: fit the learner with this callback first")
+        n = self.losses_.size
+        p_noisy = self.p_noisy_ if self.p_noisy_ is not None else np.full(n, np.nan)
+        report = pd.DataFrame(
+            {
+                "item": self._items(n),
+                "given_label": self.labels_,
+                "predicted_label": self.predictions_,
+                "loss": self.losses_,
+                "p_noisy": p_noisy,
+                "is_noisy": p_noisy > 0.5,
+            }
+        )
+        vocab = getattr(self.dls, "vocab", None)
+        if vocab is not None and not isinstance(vocab[0], (list, tuple)) and len(vocab) > max(self.labels_.max(), self.predictions_.max()):
+            names = np.asarray([str(v) for v in vocab], dtype=object)
+            report.insert(2, "given_class", names[self.labels_])
+            report.insert(4, "predicted_class", names[self.predictions_])
+        if self.noise_mask is not None:
+            report["truly_noisy"] = self.noise_mask
+        return report
+
+    def _items(self, n):
+        items = getattr(self.dls.train, "items", None)
+        if items is None or len(items) != n:
+            return np.arange(n)
+        if isinstance(items, (pd.DataFrame, pd.Series)):
+            return items.index.to_numpy()
+        return np.asarray([str(item) for item in items], dtype=object)
+
+    def save_trace(self, path):
+        """Write the kept per-epoch losses (and p_noisy, probabilities) to ``path`` as ``.npz``.
+
+        Keys: ``losses`` and ``p_noisy`` (epochs x samples, float32), ``noisy_labels`` (the given
+        labels), ``epochs``, and ``probs`` (epochs x samples x classes, float16) and ``changed``
+        (the noise mask) when kept/given. The file is written whole or not at all.
+        """
+        if not self.keep_trace or not self.trace["losses"]:
+            raise RuntimeError("no trace kept: create the callback with keep_trace=True and fit first")
+        arrays = {
+            "losses": np.stack(self.trace["losses"]),
+            "p_noisy": np.stack(self.trace["p_noisy"]),
+            "noisy_labels": self.labels_,
+            "epochs": np.asarray([record["epoch"] for record in self.epoch_records]),
+        }
+        if self.trace["probs"]:
+            arrays["probs"] = np.stack(self.trace["probs"])
+        if self.noise_mask is not None:
+            arrays["changed"] = self.noise_mask
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez(file, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return path
+
+
+def fitted_parameters(detector):
+    """The detector's learned scalar-or-vector attributes (``alphas_``, ``weights_``, ...), as
+    plain floats with the component index appended (``alphas_0``, ``alphas_1``, ...)."""
+    parameters = {}
+    for name, value in vars(detector).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        value = np.asarray(value) if isinstance(value, (list, tuple, np.ndarray, float, int, np.number)) else None
+        if value is None or value.dtype.kind not in "fiu" or value.size > 8:
+            continue
+        stem = name.rstrip("_")
+        if value.ndim == 0:
+            parameters[stem] = float(value)
+        else:
+            parameters.update({f"{stem}_{i}": float(v) for i, v in enumerate(value.ravel())})
+    return parameters
