@@ -61,6 +61,12 @@ def mix_inputs(xb, partner, lam):
     return tuple(mixed)
 
 
+def _plain(tensor):
+    """The tensor as a plain ``torch.Tensor``: fastai's typed tensors (``TensorImage``,
+    ``TensorCategory``, ...) refuse to meet each other in torch functions."""
+    return tensor.as_subclass(torch.Tensor)
+
+
 def _check_targets(yb):
     if len(yb) != 1 or yb[0].ndim != 1 or torch.is_floating_point(yb[0]) or yb[0].dtype == torch.bool:
         shapes = [(tuple(y.shape), str(y.dtype)) for y in yb]
@@ -210,7 +216,7 @@ class DynamicBootstrapMixUp(Callback):
         if not self.training:
             return
         _check_targets(self.yb)
-        labels = self.yb[0]
+        labels = _plain(self.yb[0])
         partner = torch.randperm(labels.shape[0], device=labels.device)
         lam = float(self.distrib.sample())
         weights = targets = None
@@ -223,8 +229,8 @@ class DynamicBootstrapMixUp(Callback):
         """p(noisy) and bootstrapping targets of the un-mixed batch, from ONE forward pass without
         gradients in eval mode (so BatchNorm's running statistics do not move), all on the device."""
         with torch.no_grad(), eval_mode(self.model):
-            logits = self.model(*xb).float()
-        losses = F.cross_entropy(logits, labels, reduction="none")
+            logits = _plain(self.model(*xb)).float()
+        losses = F.cross_entropy(logits, _plain(labels), reduction="none")
         self.table.to(losses.device)
         return self.table(losses), bootstrap_targets(logits, self.bootstrap)
 
@@ -232,6 +238,7 @@ class DynamicBootstrapMixUp(Callback):
         if not self.training or self._batch is None:
             return self._old_loss_func(pred, *yb)
         labels, partner, lam, weights, targets = self._batch
+        pred = _plain(pred)
         bootstrapping = weights is not None
         if not bootstrapping:  # warm-up: plain mixup, i.e. bootstrapping weight 0
             weights = torch.zeros(labels.shape[0], device=pred.device)
@@ -283,9 +290,9 @@ class DynamicBootstrapMixUp(Callback):
                 split = n_inp if n_inp is not None else (1 if len(batch) == 1 else len(batch) - 1)
                 xb, yb = batch[:split], batch[split:]
                 _check_targets(yb)
-                logits = self.model(*xb).float()
-                losses.append(F.cross_entropy(logits, yb[0], reduction="none"))
-                labels.append(yb[0])
+                logits, targets = _plain(self.model(*xb)).float(), _plain(yb[0])
+                losses.append(F.cross_entropy(logits, targets, reduction="none"))
+                labels.append(targets)
                 predictions.append(logits.argmax(dim=1))
                 if self.trace_probs:
                     probabilities.append(F.softmax(logits, dim=1).half())

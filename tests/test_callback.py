@@ -1,0 +1,335 @@
+"""DynamicBootstrapMixUp on a tiny model and dataset (CPU, a second or so per fit)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from fastai.basics import (
+    CancelFitException,
+    CancelTrainException,
+    Callback,
+    CrossEntropyLossFlat,
+    DataLoaders,
+    Datasets,
+    Learner,
+    TensorBase,
+    TensorCategory,
+    Transform,
+    accuracy,
+    load_learner,
+)
+from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
+from fastai.data.load import DataLoader
+from torch import nn
+
+from lnc_fastai import DynamicBootstrapMixUp, PosteriorTable
+from lnc_fastai.callback import _warmup_epochs, mix_inputs
+from lnc_sklearn import BetaMixtureNoiseDetector
+
+N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
+
+
+class Features(TensorBase):
+    """The inputs' own type, so that the augmentation below does not touch the labels."""
+
+
+class TrainOnlyJitter(Transform):
+    """A heavy training-only augmentation: tracking losses must not see it."""
+
+    split_idx = 0
+
+    def encodes(self, x: Features):
+        return x + 3 * torch.randn_like(x)
+
+
+def make_data(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(N_TRAIN + N_VALID, N_FEATURES, generator=generator)
+    truth = x[:, :N_CLASSES].argmax(dim=1)
+    noisy = truth.clone()
+    flip = torch.rand(N_TRAIN + N_VALID, generator=generator) < 0.3
+    flip[N_TRAIN:] = False
+    noisy[flip] = (truth[flip] + 1) % N_CLASSES
+    return x, truth, noisy, flip[:N_TRAIN].numpy()
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, N_CLASSES))
+
+
+def fastai_learner(cb, seed=0, bs=32):
+    x, _, noisy, _ = make_data(seed)
+    splits = [list(range(N_TRAIN)), list(range(N_TRAIN, N_TRAIN + N_VALID))]
+    datasets = Datasets(
+        range(N_TRAIN + N_VALID), tfms=[[lambda i: Features(x[i])], [lambda i: TensorCategory(noisy[i])]], splits=splits
+    )
+    dls = datasets.dataloaders(bs=bs, after_item=[TrainOnlyJitter()], drop_last=True)
+    return Learner(dls, tiny_model(), loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=cb)
+
+
+def tensor_learner(cb, targets=None, bs=32):
+    x, _, noisy, _ = make_data()
+    targets = noisy if targets is None else targets
+    train = list(zip(x[:N_TRAIN], targets[:N_TRAIN]))
+    valid = list(zip(x[N_TRAIN:], targets[N_TRAIN:]))
+    dls = DataLoaders(DataLoader(train, bs=bs, shuffle=True, drop_last=True), DataLoader(valid, bs=bs))
+    return Learner(dls, tiny_model(), loss_func=CrossEntropyLossFlat(), cbs=cb)
+
+
+def quiet_fit(learn, epochs=2, lr=1e-2):
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit_one_cycle(epochs, lr)
+
+
+def test_per_sample_losses_in_dataset_order_and_unaugmented():
+    x, _, noisy, _ = make_data()
+    cb = DynamicBootstrapMixUp(warmup=1)
+    learn = fastai_learner(cb)
+    quiet_fit(learn)
+    learn.model.eval()
+    with torch.no_grad():
+        expected = F.cross_entropy(learn.model(x[:N_TRAIN]), noisy[:N_TRAIN], reduction="none").numpy()
+    np.testing.assert_allclose(cb.losses_, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(cb.labels_, noisy[:N_TRAIN].numpy())
+
+    augmented = DynamicBootstrapMixUp(warmup=1, augmented_tracking=True)
+    learn = fastai_learner(augmented)
+    quiet_fit(learn)
+    learn.model.eval()
+    with torch.no_grad():
+        clean = F.cross_entropy(learn.model(x[:N_TRAIN]), noisy[:N_TRAIN], reduction="none").numpy()
+    assert np.abs(augmented.losses_ - clean).mean() > 0.1  # the option really augments
+
+
+class CountForwards:
+    """Forward calls by phase: validation, train mode, the un-mixed pass, the tracking pass."""
+
+    def __init__(self, learn):
+        self.learn, self.calls = learn, []
+        learn.model.register_forward_hook(self)
+
+    def __call__(self, module, inputs, output):
+        if not self.learn.training:
+            phase = "validation"
+        elif module.training:
+            phase = "train"
+        elif torch.is_inference_mode_enabled():
+            phase = "tracking"
+        else:
+            phase = "un-mixed, no grad" if not torch.is_grad_enabled() else "eval with grad"
+        self.calls.append(phase)
+
+
+def test_one_gradient_free_eval_forward_per_batch_after_warmup():
+    cb = DynamicBootstrapMixUp(warmup=1)
+    learn = fastai_learner(cb)
+    counter = CountForwards(learn)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(2, 1e-2)
+    batches, tracking_batches = len(learn.dls.train), -(-N_TRAIN // learn.dls.train.bs)
+    assert counter.calls.count("train") == 2 * batches
+    assert counter.calls.count("un-mixed, no grad") == batches  # epoch 1 only; one extra forward, not two
+    assert counter.calls.count("tracking") == 2 * tracking_batches
+    assert counter.calls.count("eval with grad") == 0
+
+
+def test_unmixed_forward_leaves_batchnorm_statistics_and_modes_alone():
+    cb = DynamicBootstrapMixUp(warmup=0)
+    learn = tensor_learner(cb)
+    quiet_fit(learn, epochs=1)
+    xb = (torch.randn(8, N_FEATURES),)
+    bn = learn.model[1]
+    before = bn.running_mean.clone(), bn.num_batches_tracked.clone()
+    learn.model.train()
+    learn.model[2].eval()  # a user's own frozen module keeps its mode
+    weights, targets = cb.noise_weights_and_targets(xb, torch.zeros(8, dtype=torch.long))
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.num_batches_tracked, before[1])
+    assert learn.model[0].training and bn.training and not learn.model[2].training
+    assert weights.shape == (8,) and ((0 <= weights) & (weights <= 1)).all()
+    assert not weights.requires_grad and torch.equal(targets.sum(dim=1), torch.ones(8))
+
+
+class CancelAt(Callback):
+    def __init__(self, exception, epoch, iteration):
+        self.exception, self.at = exception, (epoch, iteration)
+
+    def after_batch(self):
+        if (self.epoch, self.iter) == self.at:
+            raise self.exception()
+
+
+class RecordLossFunc(Callback):
+    order = 90
+
+    def before_validate(self):
+        self.seen = self.learn.loss_func
+
+
+@pytest.mark.parametrize("exception", [CancelFitException, CancelTrainException])
+def test_loss_function_restored_after_fit_and_on_cancel(exception):
+    cb = DynamicBootstrapMixUp(warmup=1)
+    learn = fastai_learner(cb)
+    original, metrics = learn.loss_func, list(learn.metrics)
+    recorder = RecordLossFunc()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(2, 1e-2, cbs=[CancelAt(exception, 1, 2), recorder])
+    assert learn.loss_func is original and list(learn.metrics) == metrics
+    assert recorder.seen is original  # validation scores with the user's loss
+    quiet_fit(learn)
+    assert learn.loss_func is original and list(learn.metrics) == metrics
+
+
+def test_refits_detector_every_epoch_and_shows_noise_columns():
+    _, _, _, mask = make_data()
+    cb = DynamicBootstrapMixUp(warmup=0.5, noise_mask=mask)
+    learn = tensor_learner(cb)
+    learn.metrics = accuracy
+    quiet_fit(learn, epochs=4, lr=3e-2)
+    history = cb.history
+    assert list(history["epoch"]) == [0, 1, 2, 3]
+    assert history[["alphas_0", "alphas_1", "betas_0", "betas_1"]].drop_duplicates().shape[0] == 4
+    assert history["noise_fraction"].between(0, 1).all() and history["auc"].between(0, 1).all()
+    assert cb.warmup_epochs == 2
+    names = list(learn.recorder.metric_names)
+    assert "noise_frac" in names and "noise_auc" in names
+    logged = np.array([row[names.index("noise_frac") - 1] for row in learn.recorder.values])
+    np.testing.assert_allclose(logged, history["noise_fraction"])
+    # The detector learned something: mislabelled samples are more suspect than the rest.
+    assert history["auc"].iloc[-1] > 0.7
+
+
+def test_report_one_row_per_sample_in_dataset_order():
+    x, _, noisy, mask = make_data()
+    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=mask)
+    learn = tensor_learner(cb)
+    quiet_fit(learn)
+    report = cb.report()
+    assert len(report) == N_TRAIN and list(report["item"]) == list(range(N_TRAIN))
+    assert {"given_label", "predicted_label", "loss", "p_noisy", "is_noisy", "truly_noisy"} <= set(report.columns)
+    np.testing.assert_array_equal(report["given_label"], noisy[:N_TRAIN].numpy())
+    np.testing.assert_array_equal(report["is_noisy"], report["p_noisy"] > 0.5)
+    expected = cb.detector.predict_proba(report["loss"].to_numpy().reshape(-1, 1))[:, 1]
+    np.testing.assert_allclose(report["p_noisy"], expected)
+
+
+def test_mixed_precision_runs():
+    cb = DynamicBootstrapMixUp(warmup=1)
+    learn = fastai_learner(cb).to_fp16()
+    quiet_fit(learn)
+    assert np.isfinite(cb.losses_).all() and len(cb.history) == 2
+    assert np.isfinite(learn.recorder.values[-1][0])
+
+
+def test_export_and_load_learner(tmp_path):
+    x, *_ = make_data()
+    cb = DynamicBootstrapMixUp(warmup=1)
+    learn = fastai_learner(cb)
+    quiet_fit(learn)
+    learn.path = tmp_path
+    learn.export("noisy.pkl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = load_learner(tmp_path / "noisy.pkl")
+    loaded.model.eval()
+    learn.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x[:5]), learn.model(x[:5]))
+    assert loaded.dynamic_bootstrap_mix_up.detector.alphas_.tolist() == cb.detector.alphas_.tolist()
+
+
+def test_trace_file(tmp_path):
+    _, _, noisy, mask = make_data()
+    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=mask, keep_trace=True, trace_probs=True)
+    learn = tensor_learner(cb)
+    quiet_fit(learn, epochs=3)
+    path = cb.save_trace(tmp_path / "trace")
+    assert path.name == "trace.npz" and [p.name for p in tmp_path.iterdir()] == ["trace.npz"]
+    trace = np.load(path)
+    assert trace["losses"].shape == trace["p_noisy"].shape == (3, N_TRAIN)
+    assert trace["probs"].shape == (3, N_TRAIN, N_CLASSES) and trace["probs"].dtype == np.float16
+    np.testing.assert_array_equal(trace["changed"], mask)
+    np.testing.assert_array_equal(trace["noisy_labels"], noisy[:N_TRAIN].numpy())
+    np.testing.assert_allclose(trace["losses"][-1], cb.losses_, rtol=1e-6)
+
+
+def test_failing_detector_fit_keeps_previous_fit():
+    class FailsSecondTime(BetaMixtureNoiseDetector):
+        fits = 0
+
+        def fit(self, X, y=None):
+            type(self).fits += 1
+            if type(self).fits == 2:
+                raise ValueError("synthetic failure")
+            return super().fit(X, y)
+
+    cb = DynamicBootstrapMixUp(warmup=1, detector=FailsSecondTime(warm_start=True))
+    learn = tensor_learner(cb)
+    with pytest.warns(RuntimeWarning, match="synthetic failure.*keeping the previous fit"):
+        quiet_fit(learn, epochs=3)
+    assert len(cb.history) == 3
+    assert cb.history.loc[0, "alphas_0"] == cb.history.loc[1, "alphas_0"]  # epoch 1 kept epoch 0's fit
+
+
+def test_class_index_targets_required():
+    x, _, noisy, _ = make_data()
+    one_hot = F.one_hot(noisy, N_CLASSES).float()
+    learn = tensor_learner(DynamicBootstrapMixUp(), targets=one_hot)
+    learn.loss_func = nn.CrossEntropyLoss()
+    with pytest.raises(TypeError, match="class index"):
+        quiet_fit(learn, epochs=1)
+
+
+def test_posterior_table_matches_detector():
+    rng = np.random.default_rng(0)
+    losses = np.concatenate([rng.gamma(1.0, 0.2, 3000), rng.gamma(6.0, 0.5, 1000)])
+    detector = BetaMixtureNoiseDetector().fit(losses)
+    table = PosteriorTable.from_detector(detector, losses.max())
+    probe = rng.uniform(0, losses.max(), 5000)
+    exact = detector.predict_proba(probe)[:, 1]
+    np.testing.assert_allclose(table(torch.tensor(probe)).numpy(), exact, atol=1e-3)
+    ends = table(torch.tensor([losses.max() * 10, float("nan"), float("inf")]))
+    np.testing.assert_allclose(ends.numpy(), detector.predict_proba([[losses.max()]])[0, 1], atol=1e-6)
+
+
+def test_confidence_detector_is_given_probabilities():
+    cb = DynamicBootstrapMixUp(warmup=1, detector=BetaMixtureNoiseDetector(input_type="confidence"))
+    learn = tensor_learner(cb)
+    quiet_fit(learn)
+    report = cb.report()
+    # Higher loss = lower confidence = more suspect, whichever input the detector takes.
+    order = np.argsort(report["loss"].to_numpy())
+    assert np.all(np.diff(report["p_noisy"].to_numpy()[order]) >= -1e-12)
+
+
+def test_warmup_and_mixing_helpers():
+    assert _warmup_epochs(0.35, 300) == 105 and _warmup_epochs(3, 10) == 3
+    for bad in (-1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="warmup must be"):
+            DynamicBootstrapMixUp(warmup=bad)
+    floats, codes = torch.tensor([[0.0], [10.0]]), torch.tensor([[1], [2]])
+    partner = torch.tensor([1, 0])
+    mixed_floats, mixed_codes = mix_inputs((floats, codes), partner, 0.7)
+    torch.testing.assert_close(mixed_floats, torch.tensor([[3.0], [7.0]]))
+    assert torch.equal(mixed_codes, codes)  # lam >= 0.5 keeps each sample's own codes
+    assert torch.equal(mix_inputs((codes,), partner, 0.3)[0], codes[partner])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"bootstrap": "medium"}, "bootstrap must be one of"),
+    ({"alpha": 0}, "alpha must be > 0"),
+    ({"reg_weight": -1}, "reg_weight must be >= 0"),
+    ({"detector": object()}, "detector must have fit and predict_proba"),
+])
+def test_bad_options_say_what_is_accepted(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        DynamicBootstrapMixUp(**kwargs)
+
+
+def test_noise_mask_length_checked():
+    learn = tensor_learner(DynamicBootstrapMixUp(noise_mask=np.zeros(5, bool)))
+    with pytest.raises(ValueError, match="noise_mask has 5 entries but the training set has 200"):
+        quiet_fit(learn, epochs=1)
