@@ -13,7 +13,6 @@ Run: ``python benchmarks/make_loss_traces.py --dataset fashion_mnist --noise 0.2
 """
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -24,35 +23,15 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "examples")]
+from _images import as_float_images, load_arrays  # noqa: E402
 from lnc_sklearn import symmetric_noise  # noqa: E402
 
 
-def data_dir(arg):
-    path = Path(arg or os.environ.get("LNC_DATA_DIR") or REPO.parent / "shared" / "data")
-    if not path.is_dir():
-        raise SystemExit(f"data directory {path} not found: give --data-dir or set LNC_DATA_DIR")
-    return path
-
-
-def load_images(directory, dataset, n_train):
+def load_images(data_dir, dataset, n_train):
     """First ``n_train`` training images (N, C, H, W float32 in [0, 1]) and labels."""
-    if dataset == "cifar10":
-        from PIL import Image
-
-        raw = np.load(directory / "cifar10_jpeg.npz")
-        jpeg, offsets = raw["train_jpeg"], raw["train_offsets"]
-        images = np.stack(
-            [
-                np.asarray(Image.open(io.BytesIO(jpeg[offsets[i] : offsets[i + 1]].tobytes())).convert("RGB"))
-                for i in range(n_train)
-            ]
-        ).transpose(0, 3, 1, 2)
-        labels = raw["y_train"][:n_train]
-    else:
-        raw = np.load(directory / f"{dataset}.npz")
-        images, labels = raw["x_train"][:n_train, None], raw["y_train"][:n_train]
-    return torch.from_numpy(images.astype(np.float32) / 255.0), labels.astype(np.int64)
+    x_train, y_train, _, _ = load_arrays(dataset, data_dir)
+    return as_float_images(x_train[:n_train]), np.asarray(y_train[:n_train], dtype=np.int64)
 
 
 def small_cnn(channels):
@@ -108,7 +87,7 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(os.cpu_count() or 1)
-    images, labels = load_images(data_dir(args.data_dir), args.dataset, args.n_train)
+    images, labels = load_images(args.data_dir, args.dataset, args.n_train)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for rate in args.noise:

@@ -120,6 +120,9 @@ class DynamicBootstrapMixUp(Callback):
         Also keep each epoch's softmax outputs (as float16) in the trace.
     table_size : int
         Grid points of the posterior table the batches read p(noisy) from.
+    tracking_bs : int, optional
+        Batch size of the per-epoch loss pass (no gradients are kept, so it can be larger than
+        the training batch); default four times the training batch size.
 
     After fitting, ``history`` (a DataFrame, one row per epoch) holds the estimated noise fraction,
     the AUC when ``noise_mask`` was given, and the detector's fitted parameters; ``report()``
@@ -142,6 +145,7 @@ class DynamicBootstrapMixUp(Callback):
         keep_trace=False,
         trace_probs=False,
         table_size=4096,
+        tracking_bs=None,
     ):
         if bootstrap not in BOOTSTRAP_KINDS:
             raise ValueError(f"bootstrap must be one of {BOOTSTRAP_KINDS}, got {bootstrap!r}")
@@ -159,6 +163,9 @@ class DynamicBootstrapMixUp(Callback):
         self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool).ravel()
         self.augmented_tracking, self.keep_trace, self.trace_probs = augmented_tracking, keep_trace, trace_probs
         self.table_size = int(table_size)
+        if tracking_bs is not None and not (isinstance(tracking_bs, (int, np.integer)) and tracking_bs > 0):
+            raise ValueError(f"tracking_bs must be a positive int or None, got {tracking_bs!r}")
+        self.tracking_bs = tracking_bs
         self.distrib = Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
         self.table = None
         self.epoch_records, self.trace = [], {"losses": [], "p_noisy": [], "probs": []}
@@ -253,9 +260,10 @@ class DynamicBootstrapMixUp(Callback):
     # ---- per epoch ---------------------------------------------------------------------------
     def _tracking_loader(self):
         train = self.dls.train
+        bs = self.tracking_bs or 4 * (getattr(train, "bs", None) or getattr(train, "batch_size", None) or 64)
         if hasattr(train, "new"):
-            return train.new(shuffle=False, drop_last=False)
-        return torch.utils.data.DataLoader(train.dataset, batch_size=train.batch_size, shuffle=False)
+            return train.new(shuffle=False, drop_last=False, bs=bs)
+        return torch.utils.data.DataLoader(train.dataset, batch_size=bs, shuffle=False)
 
     def _autocast(self, device):
         mixed_precision = getattr(self.learn, "mixed_precision", None)

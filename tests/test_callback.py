@@ -130,7 +130,7 @@ def test_one_gradient_free_eval_forward_per_batch_after_warmup():
     counter = CountForwards(learn)
     with learn.no_bar(), learn.no_logging():
         learn.fit(2, 1e-2)
-    batches, tracking_batches = len(learn.dls.train), -(-N_TRAIN // learn.dls.train.bs)
+    batches, tracking_batches = len(learn.dls.train), -(-N_TRAIN // (4 * learn.dls.train.bs))
     assert counter.calls.count("train") == 2 * batches
     assert counter.calls.count("un-mixed, no grad") == batches  # epoch 1 only; one extra forward, not two
     assert counter.calls.count("tracking") == 2 * tracking_batches
@@ -323,6 +323,7 @@ def test_warmup_and_mixing_helpers():
     ({"alpha": 0}, "alpha must be > 0"),
     ({"reg_weight": -1}, "reg_weight must be >= 0"),
     ({"detector": object()}, "detector must have fit and predict_proba"),
+    ({"tracking_bs": 0}, "tracking_bs must be a positive int"),
 ])
 def test_bad_options_say_what_is_accepted(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):

@@ -26,3 +26,23 @@ def test_detect_digits_main_job():
 def test_sklearn_pipeline_and_grid_search():
     out = _run("sklearn_pipeline.py")
     assert "Pipeline(log1p, Beta mixture)" in out and "GridSearchCV best" in out
+
+
+def test_fastai_quickstart():
+    out = _run("fastai_quickstart.py", "--epochs", "4", "--top", "3")
+    for method in ("cross-entropy", "fastai MixUp", "DynamicBootstrapMixUp"):
+        assert method in out
+    assert "the 3 most suspect training samples" in out and "ROC-AUC" in out
+
+
+def test_fastai_images_on_real_data(tmp_path):
+    sys.path.insert(0, str(EXAMPLES))
+    from _images import FILES, data_dir
+
+    directory = data_dir()
+    if directory is None or not (directory / FILES["mnist"]).is_file():
+        pytest.skip("real image data not found: set LNC_DATA_DIR to a folder with mnist.npz")
+    trace = tmp_path / "trace.npz"
+    out = _run("fastai_images.py", "--dataset", "mnist", "--n-train", "600", "--epochs", "2",
+               "--top", "3", "--trace", str(trace))
+    assert "the 3 most suspect training images" in out and trace.is_file()

@@ -1,0 +1,140 @@
+"""Test accuracy under symmetric label noise: cross-entropy, mixup, M-DYR-H, M-DYR-S.
+
+Same model (a small CNN), schedule (``fit_one_cycle``), data order and seed for every method;
+noise injected into the training labels only (paper convention: a fraction r of samples gets a
+uniformly random label, its true class included). For every run: test accuracy at the last
+epoch and the best over epochs, and for the bootstrapping methods the detector's ROC-AUC per
+epoch against the true noise mask. Results accumulate in ``results/noise_accuracy_<dataset>.json``
+(each run is saved as it finishes, so an interrupted sweep keeps what it measured) and the
+Markdown table is rewritten from it.
+
+Run: ``python benchmarks/noise_accuracy.py --dataset fashion_mnist --n-train 10000 --epochs 12``
+"""
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "examples")]
+from _images import as_float_images, image_dataloaders, load_arrays, small_cnn  # noqa: E402
+from benchmarks._report import RESULTS, environment, markdown_table, write_results  # noqa: E402
+from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
+from fastai.callback.mixup import MixUp  # noqa: E402
+from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
+from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
+from lnc_sklearn import symmetric_noise  # noqa: E402
+
+METHODS = ("ce", "mixup", "m-dyr-h", "m-dyr-s")
+LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp (alpha 32)", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S"}
+
+
+def callbacks(method, changed, args):
+    if method == "ce":
+        return []
+    if method == "mixup":
+        return [MixUp(alpha=args.alpha)]
+    bootstrap = "hard" if method == "m-dyr-h" else "soft"
+    return [DynamicBootstrapMixUp(bootstrap=bootstrap, alpha=args.alpha, warmup=args.warmup, noise_mask=changed)]
+
+
+def run(method, noise, data, args):
+    x_train, y_train, x_test, y_test = data
+    noisy, changed = symmetric_noise(y_train, noise, n_classes=10, random_state=args.seed)
+    torch.manual_seed(args.seed)
+    dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs)
+    learn = Learner(dls, small_cnn(x_train.shape[1]), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
+                    cbs=callbacks(method, changed, args))
+    start = time.perf_counter()
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit_one_cycle(args.epochs, args.lr)
+    accuracies = [float(row[2]) for row in learn.recorder.values]
+    result = {"method": method, "noise": noise, "wrong_label_rate": float(changed.mean()),
+              "last_acc": accuracies[-1], "best_acc": max(accuracies), "acc_per_epoch": accuracies,
+              "seconds": time.perf_counter() - start}
+    cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
+    if cb is not None:
+        result["auc_per_epoch"] = cb.history["auc"].round(4).tolist()
+        result["noise_fraction_per_epoch"] = cb.history["noise_fraction"].round(4).tolist()
+    # A network collapsing under heavy noise predicts few classes.
+    with learn.no_bar():
+        preds = learn.get_preds(dl=dls.valid)[0].argmax(dim=1)
+    result["classes_predicted"] = int(torch.unique(preds).numel())
+    return result
+
+
+def write_tables(results, args, json_path):
+    frame = pd.DataFrame(results)
+    lines = [
+        f"Data: first {args.n_train} {args.dataset} training images with symmetric noise (rate r: that "
+        "fraction relabelled uniformly, true class included), full test set (clean). Model: small CNN "
+        f"(`examples/_images.py`); `fit_one_cycle({args.epochs}, {args.lr})`, batch {args.bs}, random "
+        f"crop (pad 2) and flip; seed {args.seed} for every run. Mixup alpha {args.alpha} (one weight per batch "
+        f"for M-DYR, fastai's per-sample max(lam, 1-lam) for MixUp); M-DYR warm-up {args.warmup} of the run.",
+        "",
+        f"Raw per-run numbers (accuracy per epoch, AUC per epoch): `{json_path.relative_to(REPO)}`.",
+        "",
+        "## Test accuracy, last epoch / best epoch",
+        "",
+    ]
+    table = frame.assign(cell=[f"{a:.4f} / {b:.4f}" for a, b in zip(frame.last_acc, frame.best_acc)])
+    table = table.pivot(index="method", columns="noise", values="cell").reindex([m for m in METHODS if m in set(frame.method)])
+    table.columns = [f"r = {c:g}" for c in table.columns]
+    table.index = [LABELS[m] for m in table.index]
+    lines.append(markdown_table(table.reset_index().rename(columns={"index": "method"})))
+    lines += ["", "## Classes predicted on the test set (of 10) at the last epoch", ""]
+    classes = frame.pivot(index="method", columns="noise", values="classes_predicted")
+    classes.columns = [f"r = {c:g}" for c in classes.columns]
+    lines.append(markdown_table(classes.reset_index()))
+    if "auc_per_epoch" in frame:
+        lines += ["", "## Detector ROC-AUC per epoch (M-DYR runs)", ""]
+        for row in frame.dropna(subset=["auc_per_epoch"]).itertuples():
+            lines.append(f"- {LABELS[row.method]}, r = {row.noise:g}: " + ", ".join(f"{a:.3f}" for a in row.auc_per_epoch))
+    lines += ["", "## Seconds per run", "", markdown_table(frame.pivot(index="method", columns="noise", values="seconds").reset_index(), "{:.0f}")]
+    return write_results(f"noise_accuracy_{args.dataset}{args.tag}.md", f"Accuracy under label noise, {args.dataset}", lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist", "cifar10"])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--n-train", type=int, default=10000)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--bs", type=int, default=128)
+    parser.add_argument("--alpha", type=float, default=32.0)
+    parser.add_argument("--warmup", type=float, default=0.35)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.2, 0.5, 0.8, 0.9])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--tag", default="", help="suffix of the results files, to keep exploratory runs apart")
+    parser.add_argument("--fresh", action="store_true", help="discard earlier results in the JSON file")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    x_train, y_train, x_test, y_test = load_arrays(args.dataset, args.data_dir)
+    data = (as_float_images(x_train[: args.n_train]), y_train[: args.n_train], as_float_images(x_test), y_test)
+    json_path = RESULTS / f"noise_accuracy_{args.dataset}{args.tag}.json"
+    results = [] if args.fresh or not json_path.exists() else json.loads(json_path.read_text())["runs"]
+    for noise in args.noise:
+        for method in args.methods:
+            result = run(method, noise, data, args)
+            results = [r for r in results if (r["method"], r["noise"]) != (method, noise)] + [result]
+            print(f"{method:>8} r={noise:g}: last {result['last_acc']:.4f} best {result['best_acc']:.4f} "
+                  f"({result['seconds']:.0f} s)", flush=True)
+            tmp = json_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"environment": environment(), "settings": vars(args), "runs": results}, indent=1))
+            tmp.replace(json_path)
+            write_tables(results, args, json_path)
+
+
+if __name__ == "__main__":
+    main()

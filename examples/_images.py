@@ -1,0 +1,134 @@
+"""Real image data for the examples and benchmarks, as fastai DataLoaders, and a small CNN.
+
+Reads ``mnist.npz``, ``fashion_mnist.npz`` or ``cifar10_jpeg.npz`` (official order and labels)
+from ``--data-dir``, else ``$LNC_DATA_DIR``, else ``../shared/data`` beside the repository. Where
+none is there, MNIST and CIFAR-10 come from fastai's ``untar_data`` (needs a network; the order
+is then the folders' sorted order, not the official one).
+"""
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fastai.data.core import Datasets
+from fastai.torch_core import TensorCategory, TensorImage
+from fastai.data.transforms import Transform
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+FILES = {"mnist": "mnist.npz", "fashion_mnist": "fashion_mnist.npz", "cifar10": "cifar10_jpeg.npz"}
+CLASSES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+
+
+def data_dir(arg=None):
+    """The data folder: ``arg``, else ``$LNC_DATA_DIR``, else ``../shared/data``; None if absent."""
+    path = Path(arg or os.environ.get("LNC_DATA_DIR") or REPO.parent / "shared" / "data")
+    return path if path.is_dir() else None
+
+
+def _decode_jpegs(jpeg, offsets):
+    from PIL import Image
+
+    return np.stack(
+        [np.asarray(Image.open(io.BytesIO(jpeg[offsets[i] : offsets[i + 1]].tobytes())).convert("RGB")) for i in range(len(offsets) - 1)]
+    )
+
+
+def _from_untar_data(dataset):
+    from fastai.data.external import URLs, untar_data
+    from PIL import Image
+
+    if dataset == "fashion_mnist":
+        raise SystemExit("fashion_mnist.npz not found and fastai has no download for it: give --data-dir or set LNC_DATA_DIR")
+    root = untar_data(URLs.MNIST if dataset == "mnist" else URLs.CIFAR)
+    splits = ("training", "testing") if dataset == "mnist" else ("train", "test")
+    arrays = []
+    for split in splits:
+        files = sorted((root / split).glob("*/*.png"))
+        names = sorted({f.parent.name for f in files})
+        images = np.stack([np.asarray(Image.open(f)) for f in files])
+        arrays += [images, np.asarray([names.index(f.parent.name) for f in files])]
+    return arrays
+
+
+def load_arrays(dataset, directory=None):
+    """``(x_train, y_train, x_test, y_test)``: uint8 images (N, H, W) or (N, H, W, 3), int64 labels."""
+    if dataset not in FILES:
+        raise SystemExit(f"unknown dataset {dataset!r}; choose from {sorted(FILES)}")
+    directory = data_dir(directory)
+    if directory is None or not (directory / FILES[dataset]).is_file():
+        return _from_untar_data(dataset)
+    raw = np.load(directory / FILES[dataset])
+    if dataset == "cifar10":
+        return (_decode_jpegs(raw["train_jpeg"], raw["train_offsets"]), raw["y_train"],
+                _decode_jpegs(raw["test_jpeg"], raw["test_offsets"]), raw["y_test"])
+    return raw["x_train"], raw["y_train"], raw["x_test"], raw["y_test"]
+
+
+def as_float_images(images):
+    """uint8 (N, H, W[, 3]) to float32 (N, C, H, W) in [0, 1]."""
+    images = torch.from_numpy(np.ascontiguousarray(images))
+    images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    return images.float().div_(255.0)
+
+
+class PadCropFlip(Transform):
+    """Training-only batch augmentation on the device: random crop after zero padding (per
+    sample) and horizontal flip, as in the paper's CIFAR runs."""
+
+    split_idx, order = 0, 20
+
+    def __init__(self, pad=2, flip=True):
+        super().__init__()
+        self.pad, self.flip = pad, flip
+
+    def encodes(self, x: TensorImage):
+        n, c, h, w = x.shape
+        p, device = self.pad, x.device
+        padded = F.pad(x.as_subclass(torch.Tensor), (p, p, p, p))
+        rows = torch.randint(0, 2 * p + 1, (n, 1), device=device) + torch.arange(h, device=device)
+        cols = torch.randint(0, 2 * p + 1, (n, 1), device=device) + torch.arange(w, device=device)
+        out = padded[
+            torch.arange(n, device=device)[:, None, None, None],
+            torch.arange(c, device=device)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
+        if self.flip:
+            out = torch.where(torch.rand(n, 1, 1, 1, device=device) < 0.5, out.flip(-1), out)
+        return TensorImage(out)
+
+
+def image_dataloaders(train_images, train_labels, test_images, test_labels, bs=128, augment=True, device=None):
+    """fastai DataLoaders over in-memory images: train (shuffled, augmented) and test.
+
+    Items are dataset indices, so the callback's report lists each sample's index in the
+    training array; validation-time transforms (no augmentation) apply to the test set and to
+    the callback's per-epoch loss pass.
+    """
+    images = torch.cat([train_images, test_images])
+    labels = torch.from_numpy(np.concatenate([train_labels, test_labels])).long()
+    n_train = len(train_images)
+    datasets = Datasets(
+        range(len(images)),
+        tfms=[[lambda i: TensorImage(images[i])], [lambda i: TensorCategory(labels[i])]],
+        splits=[list(range(n_train)), list(range(n_train, len(images)))],
+    )
+    after_batch = [PadCropFlip()] if augment else []
+    return datasets.dataloaders(bs=bs, val_bs=512, after_batch=after_batch, drop_last=True, device=device)
+
+
+def small_cnn(channels, n_classes=10, width=32):
+    """Two conv blocks and a linear head: trains on 28x28 or 32x32 images in seconds per epoch."""
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(2 * width * 16, n_classes),
+    )
