@@ -49,7 +49,7 @@ def run(method, noise, data, args):
     x_train, y_train, x_test, y_test = data
     noisy, changed = symmetric_noise(y_train, noise, n_classes=10, random_state=args.seed)
     torch.manual_seed(args.seed)
-    dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs)
+    dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs, augment=not args.no_augment)
     learn = Learner(dls, small_cnn(x_train.shape[1]), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
                     cbs=callbacks(method, changed, args))
     start = time.perf_counter()
@@ -74,10 +74,10 @@ def run(method, noise, data, args):
 def write_tables(results, args, json_path):
     frame = pd.DataFrame(results)
     lines = [
-        f"Data: first {args.n_train} {args.dataset} training images with symmetric noise (rate r: that "
+        f"Data: first {args.n_train} {args.dataset} training images (of {args.n_available}) with symmetric noise (rate r: that "
         "fraction relabelled uniformly, true class included), full test set (clean). Model: small CNN "
-        f"(`examples/_images.py`); `fit_one_cycle({args.epochs}, {args.lr})`, batch {args.bs}, random "
-        f"crop (pad 2) and flip; seed {args.seed} for every run. Mixup alpha {args.alpha} (one weight per batch "
+        f"(`examples/_images.py`); `fit_one_cycle({args.epochs}, {args.lr})` with Adam, batch {args.bs}, "
+        f"{'no augmentation' if args.no_augment else 'random crop (pad 2) and flip'}; seed {args.seed} for every run. Mixup alpha {args.alpha} (one weight per batch "
         f"for M-DYR, fastai's per-sample max(lam, 1-lam) for MixUp); M-DYR warm-up {args.warmup} of the run.",
         "",
         f"Raw per-run numbers (accuracy per epoch, AUC per epoch): `{json_path.relative_to(REPO)}`.",
@@ -85,31 +85,35 @@ def write_tables(results, args, json_path):
         "## Test accuracy, last epoch / best epoch",
         "",
     ]
-    table = frame.assign(cell=[f"{a:.4f} / {b:.4f}" for a, b in zip(frame.last_acc, frame.best_acc)])
-    table = table.pivot(index="method", columns="noise", values="cell").reindex([m for m in METHODS if m in set(frame.method)])
-    table.columns = [f"r = {c:g}" for c in table.columns]
-    table.index = [LABELS[m] for m in table.index]
-    lines.append(markdown_table(table.reset_index().rename(columns={"index": "method"})))
-    lines += ["", "## Classes predicted on the test set (of 10) at the last epoch", ""]
-    classes = frame.pivot(index="method", columns="noise", values="classes_predicted")
-    classes.columns = [f"r = {c:g}" for c in classes.columns]
-    lines.append(markdown_table(classes.reset_index()))
+    order = [m for m in METHODS if m in set(frame.method)]
+
+    def by_method(values):
+        table = frame.pivot(index="method", columns="noise", values=values).reindex(order)
+        table.columns = [f"r = {c:g}" for c in table.columns]
+        table.index = [LABELS[m] for m in table.index]
+        return table.reset_index().rename(columns={"index": "method"})
+
+    frame["cell"] = [f"{a:.4f} / {b:.4f}" for a, b in zip(frame.last_acc, frame.best_acc)]
+    lines.append(markdown_table(by_method("cell")))
+    lines += ["", "## Classes predicted on the test set (of 10) at the last epoch", "", markdown_table(by_method("classes_predicted"))]
     if "auc_per_epoch" in frame:
-        lines += ["", "## Detector ROC-AUC per epoch (M-DYR runs)", ""]
+        lines += ["", "## Detector ROC-AUC per epoch (M-DYR runs; undefined without noise)", ""]
         for row in frame.dropna(subset=["auc_per_epoch"]).itertuples():
-            lines.append(f"- {LABELS[row.method]}, r = {row.noise:g}: " + ", ".join(f"{a:.3f}" for a in row.auc_per_epoch))
-    lines += ["", "## Seconds per run", "", markdown_table(frame.pivot(index="method", columns="noise", values="seconds").reset_index(), "{:.0f}")]
+            if row.noise > 0:
+                lines.append(f"- {LABELS[row.method]}, r = {row.noise:g}: " + ", ".join(f"{a:.3f}" for a in row.auc_per_epoch))
+    lines += ["", "## Seconds per run", "", markdown_table(by_method("seconds"), "{:.0f}")]
     return write_results(f"noise_accuracy_{args.dataset}{args.tag}.md", f"Accuracy under label noise, {args.dataset}", lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist", "cifar10"])
+    parser.add_argument("--dataset", default="fashion_mnist", choices=["digits", "mnist", "fashion_mnist", "cifar10"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--bs", type=int, default=128)
+    parser.add_argument("--no-augment", action="store_true", help="train without random crop and flip")
     parser.add_argument("--alpha", type=float, default=32.0)
     parser.add_argument("--warmup", type=float, default=0.35)
     parser.add_argument("--seed", type=int, default=0)
@@ -121,6 +125,7 @@ def main():
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     x_train, y_train, x_test, y_test = load_arrays(args.dataset, args.data_dir)
+    args.n_available = len(x_train)
     data = (as_float_images(x_train[: args.n_train]), y_train[: args.n_train], as_float_images(x_test), y_test)
     json_path = RESULTS / f"noise_accuracy_{args.dataset}{args.tag}.json"
     results = [] if args.fresh or not json_path.exists() else json.loads(json_path.read_text())["runs"]

@@ -21,6 +21,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 FILES = {"mnist": "mnist.npz", "fashion_mnist": "fashion_mnist.npz", "cifar10": "cifar10_jpeg.npz"}
 CLASSES = {
+    "digits": [str(i) for i in range(10)],
     "mnist": [str(i) for i in range(10)],
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
@@ -58,10 +59,23 @@ def _from_untar_data(dataset):
     return arrays
 
 
+def _digits():
+    """scikit-learn's 8x8 digits (ships with it): a stratified 70/30 split, pixels as uint8."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    images, labels = load_digits(return_X_y=True)
+    images = (images.reshape(-1, 8, 8) * (255 / 16)).round().astype(np.uint8)
+    x_train, x_test, y_train, y_test = train_test_split(images, labels, test_size=0.3, stratify=labels, random_state=0)
+    return x_train, y_train, x_test, y_test
+
+
 def load_arrays(dataset, directory=None):
     """``(x_train, y_train, x_test, y_test)``: uint8 images (N, H, W) or (N, H, W, 3), int64 labels."""
+    if dataset == "digits":
+        return _digits()
     if dataset not in FILES:
-        raise SystemExit(f"unknown dataset {dataset!r}; choose from {sorted(FILES)}")
+        raise SystemExit(f"unknown dataset {dataset!r}; choose from {sorted(CLASSES)}")
     directory = data_dir(directory)
     if directory is None or not (directory / FILES[dataset]).is_file():
         return _from_untar_data(dataset)

@@ -399,7 +399,9 @@ class DynamicBootstrapMixUp(Callback):
             return np.arange(n)
         if isinstance(items, (pd.DataFrame, pd.Series)):
             return items.index.to_numpy()
-        return np.asarray([str(item) for item in items], dtype=object)
+        if all(isinstance(item, (int, np.integer)) for item in items):
+            return np.asarray(items, dtype=np.int64)  # sample indices stay integers
+        return np.asarray([str(item) for item in items], dtype=object)  # file paths and the like
 
     def save_trace(self, path):
         """Write the kept per-epoch losses (and p_noisy, probabilities) to ``path`` as ``.npz``.

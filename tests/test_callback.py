@@ -95,6 +95,7 @@ def test_per_sample_losses_in_dataset_order_and_unaugmented():
         expected = F.cross_entropy(learn.model(x[:N_TRAIN]), noisy[:N_TRAIN], reduction="none").numpy()
     np.testing.assert_allclose(cb.losses_, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(cb.labels_, noisy[:N_TRAIN].numpy())
+    assert cb.report()["item"].tolist() == list(range(N_TRAIN))  # the Datasets' items: sample indices
 
     augmented = DynamicBootstrapMixUp(warmup=1, augmented_tracking=True)
     learn = fastai_learner(augmented)
