@@ -75,7 +75,7 @@ def write_tables(results, args, json_path):
     frame = pd.DataFrame(results)
     lines = [
         f"Data: first {args.n_train} {args.dataset} training images (of {args.n_available}) with symmetric noise (rate r: that "
-        "fraction relabelled uniformly, true class included), full test set (clean). Model: small CNN "
+        f"fraction relabelled uniformly, true class included), {args.n_test or 'all'} clean test images. Model: small CNN "
         f"(`examples/_images.py`); `fit_one_cycle({args.epochs}, {args.lr})` with Adam, batch {args.bs}, "
         f"{'no augmentation' if args.no_augment else 'random crop (pad 2) and flip'}; seed {args.seed} for every run. Mixup alpha {args.alpha} (one weight per batch "
         f"for M-DYR, fastai's per-sample max(lam, 1-lam) for MixUp); M-DYR warm-up {args.warmup} of the run.",
@@ -110,6 +110,7 @@ def main():
     parser.add_argument("--dataset", default="fashion_mnist", choices=["digits", "mnist", "fashion_mnist", "cifar10"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--n-train", type=int, default=10000)
+    parser.add_argument("--n-test", type=int, default=0, help="first N test images (0: all)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--bs", type=int, default=128)
@@ -126,6 +127,8 @@ def main():
 
     x_train, y_train, x_test, y_test = load_arrays(args.dataset, args.data_dir)
     args.n_available = len(x_train)
+    if args.n_test:
+        x_test, y_test = x_test[: args.n_test], y_test[: args.n_test]
     data = (as_float_images(x_train[: args.n_train]), y_train[: args.n_train], as_float_images(x_test), y_test)
     json_path = RESULTS / f"noise_accuracy_{args.dataset}{args.tag}.json"
     results = [] if args.fresh or not json_path.exists() else json.loads(json_path.read_text())["runs"]
