@@ -1,9 +1,13 @@
 """lnc_sklearn: is this training sample mislabelled? scikit-learn estimators over one
-number per sample (its loss, or its confidence in the given label), from any framework."""
+number per sample (its loss, or its confidence in the given label), from any framework.
+
+Reports (:mod:`lnc_sklearn.report`) and plots (:mod:`lnc_sklearn.plotting`, needs matplotlib)
+of the suspects; the ``lnc-report`` command line (:mod:`lnc_sklearn.cli`)."""
 
 from .beta_mixture import BetaMixtureNoiseDetector, DegenerateFitWarning
 from .gaussian_mixture import GaussianMixtureNoiseDetector
 from .noise import CIFAR10_ASYMMETRIC, asymmetric_noise, symmetric_noise
+from .report import NoiseSummary, noise_report, noise_summary, report_from_probabilities
 
 __all__ = [
     "BetaMixtureNoiseDetector",
@@ -12,5 +16,9 @@ __all__ = [
     "symmetric_noise",
     "asymmetric_noise",
     "CIFAR10_ASYMMETRIC",
+    "noise_report",
+    "noise_summary",
+    "report_from_probabilities",
+    "NoiseSummary",
 ]
 __version__ = "0.1.0"

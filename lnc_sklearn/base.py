@@ -58,6 +58,11 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _n_parameters(self):
         """Number of free parameters of the fitted mixture."""
 
+    @abstractmethod
+    def _density_support(self):
+        """``(lo, hi)`` on the normalised scale holding all but a negligible part of each
+        component's mass (for drawing the densities)."""
+
     # -- input ----------------------------------------------------------------------------
     def _check_values(self, X, *, reset):
         """Return the values as a float64 vector, accepting a 1-D array or an (n, 1) column."""
@@ -172,6 +177,19 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def predict(self, X):
         """1 where a sample is more likely noisy than clean, else 0."""
         return (self.predict_proba(X)[:, 1] > 0.5).astype(np.int64)
+
+    def to_unit_interval(self, X):
+        """The values on the scale the mixture was fitted on: mapped with the stored bounds,
+        0 at the clean end, 1 at the noisy end, clamped into ``[clip_eps, 1 - clip_eps]``."""
+        check_is_fitted(self)
+        return self._to_unit(self._check_values(X, reset=False))
+
+    def component_densities(self, x):
+        """``(n, 2)`` weighted densities ``weight_k * p_k(x)`` (columns clean, noisy) at
+        ``x`` on the normalised scale; their sum is the mixture's density there. Each
+        column integrates to that component's weight over its support."""
+        check_is_fitted(self)
+        return np.exp(self._weighted_log_prob(np.asarray(x, dtype=np.float64).ravel()))
 
     def score_samples(self, X):
         """Log-density of each value under the mixture, in the input's own units.

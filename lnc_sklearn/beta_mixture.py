@@ -391,3 +391,6 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
 
     def _n_parameters(self):
         return 5
+
+    def _density_support(self):
+        return 0.0, 1.0

@@ -136,3 +136,8 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
 
     def _n_parameters(self):
         return 5
+
+    def _density_support(self):
+        # Gaussians spill past [0, 1]; six standard deviations hold all but 2e-9 of each.
+        spread = 6 * np.sqrt(self.variances_)
+        return min(0.0, float(np.min(self.means_ - spread))), max(1.0, float(np.max(self.means_ + spread)))
