@@ -13,11 +13,13 @@ from .losses import (
     mixup_bootstrapping_loss,
     static_bootstrapping_loss,
 )
+from .plots import plot_top_suspects
 from .posterior_table import PosteriorTable
 
 __all__ = [
     "DynamicBootstrapMixUp",
     "PosteriorTable",
+    "plot_top_suspects",
     "bootstrap_targets",
     "bootstrapping_loss",
     "class_balance_regulariser",

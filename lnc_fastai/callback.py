@@ -11,8 +11,6 @@ The maths lives in :mod:`lnc_fastai.losses`; this module is the fastai glue.
 """
 
 import copy
-import os
-import tempfile
 import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -29,7 +27,8 @@ from fastprogress.fastprogress import progress_bar
 from sklearn.metrics import roc_auc_score
 from torch.distributions.beta import Beta
 
-from lnc_sklearn import BetaMixtureNoiseDetector
+from lnc_sklearn import BetaMixtureNoiseDetector, report_from_probabilities
+from lnc_sklearn._atomic import atomic_path
 
 from .losses import BOOTSTRAP_KINDS, bootstrap_targets, class_balance_regulariser, mixup_bootstrapping_loss
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
@@ -362,36 +361,60 @@ class DynamicBootstrapMixUp(Callback):
         """One row per tracked epoch: estimated noise fraction, AUC (with a noise mask), parameters."""
         return pd.DataFrame(self.epoch_records)
 
-    def report(self):
-        """One row per training sample, in dataset order, from the last tracked epoch.
+    def report(self, sort=False, threshold=0.5):
+        """One row per training sample, in dataset order (``sort=True``: most suspect first), from
+        the last tracked epoch: the columns of :func:`lnc_sklearn.noise_report`.
 
-        Columns: ``item`` (file name or row label where fastai knows it, else the index),
-        ``given_label``, ``predicted_label``, ``loss``, ``p_noisy``, ``is_noisy`` (p_noisy > 0.5),
-        with ``given_class``/``predicted_class`` names when the data has a vocabulary and
-        ``truly_noisy`` when a noise mask was given.
+        ``item`` is the file path or row label where fastai knows it, else the sample's index;
+        ``given_class``/``predicted_class`` appear when the data has a vocabulary, ``mean_p_noisy``
+        and ``epochs_flagged`` (the sample's history) with ``keep_trace=True``, ``truly_noisy``
+        with a noise mask. Samples whose loss was not finite have no ``p_noisy`` and rank last.
         """
         if self.losses_ is None:
             raise RuntimeError("no epoch has been tracked yet: fit the learner with this callback first")
         n = self.losses_.size
-        p_noisy = self.p_noisy_ if self.p_noisy_ is not None else np.full(n, np.nan)
-        report = pd.DataFrame(
-            {
-                "item": self._items(n),
-                "given_label": self.labels_,
-                "predicted_label": self.predictions_,
-                "loss": self.losses_,
-                "p_noisy": p_noisy,
-                "is_noisy": p_noisy > 0.5,
-            }
-        )
         vocab = getattr(self.dls, "vocab", None)
+        names = None
         if vocab is not None and not isinstance(vocab[0], (list, tuple)) and len(vocab) > max(self.labels_.max(), self.predictions_.max()):
-            names = np.asarray([str(v) for v in vocab], dtype=object)
-            report.insert(2, "given_class", names[self.labels_])
-            report.insert(4, "predicted_class", names[self.predictions_])
+            names = [str(v) for v in vocab]
+        kept = self.keep_trace and self.trace["p_noisy"]
+        return report_from_probabilities(
+            self.losses_,
+            self.p_noisy_ if self.p_noisy_ is not None else np.full(n, np.nan),
+            labels=self.labels_,
+            predicted_labels=self.predictions_,
+            items=self._items(n),
+            class_names=names,
+            p_noisy_history=np.stack(self.trace["p_noisy"]) if kept else None,
+            noise_mask=self.noise_mask,
+            threshold=threshold,
+            sort=sort,
+        )
+
+    def plot_top_suspects(self, k=9, **kwargs):
+        """A grid of the ``k`` most suspect training samples; see :func:`lnc_fastai.plot_top_suspects`."""
+        from .plots import plot_top_suspects
+
+        return plot_top_suspects(self, k, **kwargs)
+
+    def plot_mixture(self, **kwargs):
+        """The last epoch's losses with the fitted mixture; see :func:`lnc_sklearn.plotting.plot_loss_mixture`."""
+        from lnc_sklearn.plotting import plot_loss_mixture
+
+        if self.losses_ is None or self.p_noisy_ is None:
+            raise RuntimeError("no fitted epoch yet: fit the learner with this callback first")
+        finite = np.isfinite(self.losses_)
+        mask = None if self.noise_mask is None else self.noise_mask[finite]
+        values = detector_input(self.detector, self.losses_[finite])
+        return plot_loss_mixture(self.detector, values, noise_mask=mask, **kwargs)
+
+    def plot_history(self, **kwargs):
+        """Noise fraction (and ROC-AUC) per epoch; see :func:`lnc_sklearn.plotting.plot_history`."""
+        from lnc_sklearn.plotting import plot_history
+
         if self.noise_mask is not None:
-            report["truly_noisy"] = self.noise_mask
-        return report
+            kwargs.setdefault("true_noise_fraction", float(self.noise_mask.mean()))
+        return plot_history(self.history, **kwargs)
 
     def _items(self, n):
         items = getattr(self.dls.train, "items", None)
@@ -425,14 +448,8 @@ class DynamicBootstrapMixUp(Callback):
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **arrays)
         return path
 
 

@@ -23,14 +23,19 @@ __all__ = ["plot_loss_mixture", "plot_posterior", "plot_history", "save_figure"]
 CLEAN_COLOUR, NOISY_COLOUR, MIXTURE_COLOUR = "tab:blue", "tab:red", "black"
 
 
-def _axes(ax, figsize):
-    if ax is not None:
-        return ax.figure, ax
+def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError('plotting needs matplotlib: pip install "lnc[plot]"') from error
-    return plt.subplots(figsize=figsize, layout="constrained")
+    return plt
+
+
+def _axes(ax, figsize):
+    if ax is not None:
+        return ax.figure, ax
+    fig = _pyplot().figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
 
 
 def save_figure(fig, path, dpi=120):

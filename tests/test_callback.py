@@ -22,6 +22,7 @@ from fastai.basics import (
 )
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
 from fastai.data.load import DataLoader
+from fastai.torch_core import set_seed
 from torch import nn
 
 from lnc_fastai import DynamicBootstrapMixUp, PosteriorTable
@@ -29,6 +30,12 @@ from lnc_fastai.callback import _warmup_epochs, mix_inputs
 from lnc_sklearn import BetaMixtureNoiseDetector
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state (mixup's lam, shuffling), whatever ran before."""
+    set_seed(0)
 
 
 class Features(TensorBase):
