@@ -105,8 +105,9 @@ class DynamicBootstrapMixUp(Callback):
     detector : estimator, optional
         Anything with ``fit`` and ``predict_proba`` over a column of per-sample values whose column
         1 is p(noisy); a detector with ``input_type="confidence"`` is given ``exp(-loss)``. The
-        default is ``BetaMixtureNoiseDetector(warm_start=True)``. Refitted in place every epoch; a
-        fit that raises keeps the previous fit and warns.
+        default is ``BetaMixtureNoiseDetector()``, refitted from the paper's start every epoch as
+        the reference does (warm-started refits were seen to drift into two identical components
+        and stay there). A fit that raises keeps the previous fit and warns.
     noise_mask : array of bool, optional
         The true "is mislabelled" flag of each training sample, in dataset order, for
         experiments: adds the detector's ROC-AUC to the history and the progress table.
@@ -154,7 +155,7 @@ class DynamicBootstrapMixUp(Callback):
             raise ValueError(f"reg_weight must be >= 0, got {reg_weight!r}")
         _warmup_epochs(warmup, 1)  # validates
         if detector is None:
-            detector = BetaMixtureNoiseDetector(warm_start=True)
+            detector = BetaMixtureNoiseDetector()
         elif not (hasattr(detector, "fit") and hasattr(detector, "predict_proba")):
             raise TypeError(f"detector must have fit and predict_proba, got {type(detector).__name__}")
         self.bootstrap, self.alpha, self.warmup, self.reg_weight = bootstrap, float(alpha), warmup, float(reg_weight)

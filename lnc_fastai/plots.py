@@ -35,7 +35,10 @@ def _as_image(x):
 
 def _default_show(x, ax):
     if hasattr(x, "show"):
-        x.show(ctx=ax)
+        # One-channel images with fastai's default colour map (viridis) show in grey; types with
+        # a map of their own (PILImageBW's "Greys") keep it.
+        grey = getattr(x, "ndim", 0) == 3 and x.shape[0] == 1 and getattr(x, "_show_args", {}).get("cmap", "viridis") == "viridis"
+        x.show(ctx=ax, **({"cmap": "gray"} if grey else {}))
         return
     image = _as_image(x)
     if image is None:

@@ -241,6 +241,15 @@ def _kmeans_split_init(x, n_steps=30):
     return alphas, betas, weights / weights.sum()
 
 
+def components_coincide(alphas, betas, rtol=0.05):
+    """Whether two Beta components are (nearly) the same distribution.
+
+    >>> components_coincide([0.20, 0.201], [0.5, 0.5]), components_coincide([1, 2], [2, 1])
+    (True, False)
+    """
+    return bool(np.allclose(alphas[0], alphas[1], rtol=rtol) and np.allclose(betas[0], betas[1], rtol=rtol))
+
+
 class BetaMixtureNoiseDetector(BaseNoiseDetector):
     """Probability that a training sample is mislabelled, from its loss, by a Beta mixture.
 
@@ -269,8 +278,12 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         ``"paper"``: alpha=(1, 2), beta=(2, 1), weights=(0.5, 0.5). ``"kmeans"``: a 1-D
         two-means split of the normalised values, each side fitted by moments.
     warm_start : bool, default=False
-        Start EM from the previous fit's parameters (the training callback refits every
-        epoch on slightly changed losses). The normalisation bounds are always re-learned.
+        Start EM from the previous fit's parameters. The normalisation bounds are always
+        re-learned. A previous fit whose two components coincide (alphas and betas within
+        5% of each other) is not used: two identical components are a fixed point of EM
+        that no refit can leave, and on losses piled up at both ends (a network that has
+        fitted the clean labels and not the wrong ones) a run of warm-started fits was
+        seen to drift into it and stay, reading p(noisy) = weight for every sample.
     input_type : {"loss", "confidence"}, default="loss"
         ``"loss"``: higher means noisier. ``"confidence"`` (the probability given to the
         label, say): higher means cleaner.
@@ -342,7 +355,7 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         self.warm_start = warm_start
 
     def _initial_parameters(self, x):
-        if self.warm_start and hasattr(self, "alphas_"):
+        if self.warm_start and hasattr(self, "alphas_") and not components_coincide(self.alphas_, self.betas_):
             return self.alphas_, self.betas_, self.weights_
         if self.init_params == "paper":
             return PAPER_INIT["alphas"], PAPER_INIT["betas"], PAPER_INIT["weights"]

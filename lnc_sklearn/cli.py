@@ -207,6 +207,10 @@ def run(args):
     for option in ("plot", "posterior_plot"):
         if getattr(args, option):
             _check_output(getattr(args, option), {".png"}, f"--{option.replace('_', '-')}")
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise InputError(f'--{option.replace("_", "-")} needs matplotlib: pip install "lnc[plot]"') from None
     if not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
     column = args.column or args.input_type

@@ -213,6 +213,22 @@ def test_warm_start_starts_from_the_previous_fit():
     np.testing.assert_allclose(again.weights_, cold.weights_, atol=1e-3)
 
 
+def test_warm_start_leaves_coinciding_components():
+    from lnc_sklearn.beta_mixture import fit_beta_mixture
+
+    losses = _synthetic()
+    fresh = BetaMixtureNoiseDetector().fit(losses)
+    x = fresh.to_unit_interval(losses[(losses >= fresh.bounds_[0]) & (losses <= fresh.bounds_[1])])
+    # Identical components are a fixed point of EM: a refit from them cannot separate them.
+    stuck = fit_beta_mixture(x, (0.3, 0.3), (0.6, 0.6), (0.5, 0.5), max_iter=10, tol=0)
+    assert stuck["alphas"][0] == pytest.approx(stuck["alphas"][1])
+    warm = BetaMixtureNoiseDetector(warm_start=True).fit(losses)
+    warm.alphas_, warm.betas_ = np.array([0.3, 0.3]), np.array([0.6, 0.6])  # as if a refit had collapsed
+    warm.fit(losses)
+    np.testing.assert_allclose(warm.alphas_, fresh.alphas_)
+    np.testing.assert_allclose(warm.weights_, fresh.weights_)
+
+
 def test_convergence_warning_only_when_asked_to_converge():
     losses = _synthetic()
     with pytest.warns(ConvergenceWarning):

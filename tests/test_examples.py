@@ -28,6 +28,16 @@ def test_sklearn_pipeline_and_grid_search():
     assert "Pipeline(log1p, Beta mixture)" in out and "GridSearchCV best" in out
 
 
+def test_noise_report_writes_reports_and_figures(tmp_path):
+    out = _run("noise_report.py", "--out", str(tmp_path), "--epochs", "10", "--fastai-epochs", "3", "--top", "3")
+    assert "most confused pairs among the flagged" in out and "top 3 suspects" in out
+    assert "from fastai (DynamicBootstrapMixUp, 3 epochs" in out
+    for name in ("digits_report.csv", "digits_losses.csv", "fastai_report.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+    for name in ("mixture.png", "posterior.png", "history.png", "suspects.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_fastai_quickstart():
     out = _run("fastai_quickstart.py", "--epochs", "4", "--top", "3")
     for method in ("cross-entropy", "fastai MixUp", "DynamicBootstrapMixUp"):
