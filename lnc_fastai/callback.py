@@ -11,6 +11,8 @@ The maths lives in :mod:`lnc_fastai.losses`; this module is the fastai glue.
 """
 
 import copy
+import functools
+import json
 import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -19,16 +21,18 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelBatchException
 from fastai.callback.fp16 import AMPMode, MixedPrecision
-from fastai.learner import ValueMetric
-from fastai.torch_core import to_device
+from fastai.learner import Learner, ValueMetric
+from fastai.torch_core import rank_distrib, to_device
+from fastcore.xtras import join_path_file
 from fastprogress.fastprogress import progress_bar
 from sklearn.metrics import roc_auc_score
 from torch.distributions.beta import Beta
 
-from lnc_sklearn import BetaMixtureNoiseDetector, report_from_probabilities
+from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning, report_from_probabilities
 from lnc_sklearn._atomic import atomic_path
+from lnc_sklearn.persistence import detector_from_dict, detector_to_dict
 
 from .losses import BOOTSTRAP_KINDS, bootstrap_targets, class_balance_regulariser, mixup_bootstrapping_loss
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
@@ -169,9 +173,11 @@ class DynamicBootstrapMixUp(Callback):
         self.distrib = Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
         self.table = None
         self.epoch_records, self.trace = [], {"losses": [], "p_noisy": [], "probs": []}
+        self.failed_fits, self.skipped_batches = [], []  # what went wrong, and when
         self.losses_ = self.labels_ = self.predictions_ = self.p_noisy_ = None
         self._batch = None
         self._old_loss_func = None
+        self._buffers, self._good_buffers = [], []
         self._progress_columns = []
 
     # ---- fit-level plumbing ------------------------------------------------------------------
@@ -197,6 +203,10 @@ class DynamicBootstrapMixUp(Callback):
 
     def before_train(self):
         self._old_loss_func, self.learn.loss_func = self.learn.loss_func, self._loss
+        # Buffers (BatchNorm's running statistics) move in the training forward itself, before the
+        # loss can be checked: keep a copy of the last good ones to put back if a batch is skipped.
+        self._buffers = [b for b in self.model.buffers()]
+        self._good_buffers = [b.detach().clone() for b in self._buffers]
 
     def _restore_loss_func(self):
         if self._old_loss_func is not None:
@@ -231,6 +241,8 @@ class DynamicBootstrapMixUp(Callback):
             weights, targets = self.noise_weights_and_targets(self.xb, labels)
         self._batch = (labels, partner, lam, weights, targets)
         self.learn.xb = mix_inputs(self.xb, partner, lam)
+        if self._buffers:
+            torch._foreach_copy_(self._good_buffers, self._buffers)
 
     def noise_weights_and_targets(self, xb, labels):
         """p(noisy) and bootstrapping targets of the un-mixed batch, from ONE forward pass without
@@ -256,6 +268,25 @@ class DynamicBootstrapMixUp(Callback):
         if self.reg_weight and bootstrapping:
             loss = loss + self.reg_weight * class_balance_regulariser(pred)
         return loss
+
+    def after_loss(self):
+        """Skip a batch whose training loss is not finite: no backward, no optimizer step, the
+        buffers (BatchNorm statistics) its forward moved put back, and the batch left out of the
+        recorded loss, so one bad batch cannot poison the model."""
+        if not self.training or bool(torch.isfinite(self.learn.loss_grad).all()):
+            return
+        self.skipped_batches.append({"epoch": self.epoch, "iter": self.iter})
+        if self._buffers:
+            with torch.no_grad():
+                torch._foreach_copy_(self._buffers, self._good_buffers)
+        warnings.warn(
+            f"epoch {self.epoch}, batch {self.iter}: the training loss is not finite "
+            f"({float(self.learn.loss_grad.detach().float().mean())}); the batch is skipped, the optimizer does not step",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        self.learn.yb = ()  # the Recorder leaves batches without targets out of the loss it logs
+        raise CancelBatchException
 
     # ---- per epoch ---------------------------------------------------------------------------
     def _tracking_loader(self):
@@ -318,23 +349,47 @@ class DynamicBootstrapMixUp(Callback):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        candidate = copy.deepcopy(self.detector)
-        try:
-            candidate.fit(detector_input(candidate, losses[finite]).reshape(-1, 1))
-        except Exception as error:  # keep training on the last good fit
-            keeping = "keeping the previous fit" if self.table is not None else "no fit yet, not bootstrapping"
-            warnings.warn(f"epoch {self.epoch}: detector fit failed ({error}); {keeping}", RuntimeWarning, stacklevel=2)
+        candidate, problem = self._refit(losses[finite])
+        if problem is None:
+            self.detector = candidate
+        else:  # keep training on the last good fit
+            keeping = "keeping the previous fit" if self.table is not None else "no usable fit yet, not bootstrapping"
+            warnings.warn(f"epoch {self.epoch}: {problem}; {keeping}", RuntimeWarning, stacklevel=2)
+            self.failed_fits.append({"epoch": self.epoch, "problem": problem})
             if self.table is None:
                 self.p_noisy_ = None
                 return
-        else:
-            self.detector = candidate
         p_noisy = np.full(losses.shape, np.nan)
-        p_noisy[finite] = noisy_probability(self.detector, losses[finite])
+        if finite.any():
+            p_noisy[finite] = noisy_probability(self.detector, losses[finite])
         self.p_noisy_ = p_noisy
         device = next(self.model.parameters()).device
         self.table = PosteriorTable.from_detector(self.detector, losses[finite].max(initial=0.0), self.table_size, device)
         self._record_epoch(losses, p_noisy, probabilities)
+
+    def _refit(self, losses):
+        """Fit a copy of the detector on ``losses``; return ``(candidate, problem)``, where
+        ``problem`` says why the fit is not usable (it raised, it degenerated, or its p(noisy)
+        is not finite or cannot tell samples apart), or is None."""
+        candidate = copy.deepcopy(self.detector)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                candidate.fit(detector_input(candidate, losses).reshape(-1, 1))
+                p_noisy = noisy_probability(candidate, losses)
+            except Exception as error:  # any failure of any detector: training must go on
+                return None, f"the detector's fit failed ({type(error).__name__}: {error})"
+        for caught_warning in caught:  # pass on what is not ours to judge
+            if not issubclass(caught_warning.category, DegenerateFitWarning):
+                warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno)
+        degenerate = [w for w in caught if issubclass(w.category, DegenerateFitWarning)]
+        if degenerate:
+            return None, f"the detector's fit degenerated ({degenerate[0].message})"
+        if not np.all(np.isfinite(p_noisy)):
+            return None, "the detector's fit gave non-finite p(noisy)"
+        if p_noisy.size == 0 or np.ptp(p_noisy) < 1e-3:
+            return None, "the detector's fit cannot tell samples apart (the same p(noisy) for every sample)"
+        return candidate, None
 
     def _record_epoch(self, losses, p_noisy, probabilities):
         record = {"epoch": self.epoch, "noise_fraction": float(np.nanmean(p_noisy))}
@@ -452,6 +507,122 @@ class DynamicBootstrapMixUp(Callback):
         with atomic_path(path) as tmp:
             np.savez(tmp, **arrays)
         return path
+
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    STATE_FORMAT = "lnc-callback-state/1"
+
+    def state_dict(self):
+        """What the callback has learned, as NumPy arrays plus one JSON string: the detector
+        (class, parameters, fitted attributes), the posterior table the next epoch's batches read,
+        the history, the last epoch's per-sample results and the trace. No pickle anywhere."""
+        try:
+            detector = detector_to_dict(self.detector)
+        except TypeError as error:
+            warnings.warn(f"the detector is not saved ({error}); the table and history are", RuntimeWarning, stacklevel=2)
+            detector = None
+        meta = {
+            "format": self.STATE_FORMAT,
+            "detector": detector,
+            "epoch_records": self.epoch_records,
+            "failed_fits": self.failed_fits,
+            "skipped_batches": self.skipped_batches,
+            "table_max_loss": None if self.table is None else self.table.max_loss,
+        }
+        arrays = {"meta": np.array(json.dumps(meta))}
+        for name in ("losses_", "labels_", "predictions_", "p_noisy_"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        if self.table is not None:
+            arrays["table_p_noisy"] = self.table.p_noisy.cpu().numpy()
+        for key, parts in self.trace.items():
+            if parts:
+                arrays[f"trace_{key}"] = np.stack(parts)
+        return arrays
+
+    def load_state_dict(self, arrays):
+        """Restore what :meth:`state_dict` gave; ``ValueError`` if it is not such a state."""
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"not a DynamicBootstrapMixUp state ({error})") from None
+        if not isinstance(meta, dict) or meta.get("format") != self.STATE_FORMAT:
+            raise ValueError(f"not a DynamicBootstrapMixUp state (expected format {self.STATE_FORMAT!r})")
+        if meta["detector"] is not None:
+            self.detector = detector_from_dict(meta["detector"])
+        self.epoch_records = meta["epoch_records"]
+        self.failed_fits, self.skipped_batches = meta["failed_fits"], meta["skipped_batches"]
+        for name in ("losses_", "labels_", "predictions_", "p_noisy_"):
+            setattr(self, name, arrays[name] if name in arrays else None)
+        self.table = None
+        if meta["table_max_loss"] is not None:
+            device = next(self.model.parameters()).device if getattr(self, "learn", None) is not None else "cpu"
+            self.table = PosteriorTable(meta["table_max_loss"], arrays["table_p_noisy"]).to(device)
+        self.trace = {key: list(arrays[f"trace_{key}"]) if f"trace_{key}" in arrays else [] for key in self.trace}
+
+    def save_state(self, path):
+        """Write :meth:`state_dict` to ``path`` (``.npz``), whole or not at all. ``learn.save``
+        calls this for you, beside the model file."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **self.state_dict())
+        return path
+
+    def load_state(self, path):
+        """Read a state written by :meth:`save_state` (``allow_pickle=False``; ``ValueError`` if
+        the file is not one). ``learn.load`` calls this for you."""
+        try:
+            with np.load(path, allow_pickle=False) as file:
+                arrays = {key: file[key] for key in file.files}
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path} is not a DynamicBootstrapMixUp state file: {error}") from None
+        self.load_state_dict(arrays)
+        return self
+
+
+def state_path(model_file, cb):
+    """Where ``learn.save`` puts ``cb``'s state: beside the model, ``models/ckpt.<cb name>.npz``."""
+    return Path(model_file).with_suffix(f".{cb.name}.npz")
+
+
+def _callbacks(learn):
+    return [cb for cb in learn.cbs if isinstance(cb, DynamicBootstrapMixUp)]
+
+
+def _install_checkpoint_hooks():
+    """Make ``Learner.save`` / ``Learner.load`` also save / restore the state of every
+    ``DynamicBootstrapMixUp`` on the learner, so that a run resumed from a checkpoint (fastai's
+    ``SaveModelCallback`` included) goes on with the same detector, table and history. Learners
+    without the callback are not affected."""
+    if getattr(Learner.save, "_lnc_state", False):
+        return
+    fastai_save, fastai_load = Learner.save, Learner.load
+
+    @functools.wraps(fastai_save)
+    def save(self, file, **kwargs):
+        path = fastai_save(self, file, **kwargs)
+        if not rank_distrib():  # like the model, written by the main process only
+            for cb in _callbacks(self):
+                cb.save_state(state_path(path, cb))
+        return path
+
+    @functools.wraps(fastai_load)
+    def load(self, file, device=None, **kwargs):
+        result = fastai_load(self, file, device=device, **kwargs)
+        model_file = join_path_file(file, self.path / self.model_dir, ext=".pth")
+        for cb in _callbacks(self):
+            path = state_path(model_file, cb)
+            if path.exists():
+                cb.load_state(path)
+            else:
+                warnings.warn(f"no {cb.name} state beside {model_file} ({path.name}); the callback keeps its own", RuntimeWarning, stacklevel=2)
+        return result
+
+    save._lnc_state = load._lnc_state = True
+    Learner.save, Learner.load = save, load
+
+
+_install_checkpoint_hooks()
 
 
 def fitted_parameters(detector):

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .normalization import percentile_bounds, to_unit_interval
+from .normalization import log_span, percentile_bounds, to_unit_interval
 
 __all__ = ["BaseNoiseDetector"]
 
@@ -201,7 +201,7 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         x = self._to_unit(self._check_values(X, reset=False))
         low, high = self.bounds_
-        return np.logaddexp.reduce(self._weighted_log_prob(x), axis=1) - np.log(high - low)
+        return np.logaddexp.reduce(self._weighted_log_prob(x), axis=1) - log_span(low, high)
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample (higher is better); used by ``GridSearchCV``."""

@@ -12,7 +12,26 @@ import warnings
 
 import numpy as np
 
-__all__ = ["percentile_bounds", "to_unit_interval"]
+__all__ = ["percentile_bounds", "to_unit_interval", "log_span"]
+
+# Beyond this magnitude a difference of two values can overflow to inf: work on scaled values.
+_HUGE = 1e300
+
+
+def _scale(*values):
+    """1, or the largest magnitude when differences of such values could overflow."""
+    largest = max(float(np.max(np.abs(v), initial=0.0)) for v in values)
+    return largest if largest > _HUGE else 1.0
+
+
+def log_span(low, high):
+    """``log(high - low)``, also where ``high - low`` overflows.
+
+    >>> float(log_span(-1.5e308, 1.5e308)) > 709
+    True
+    """
+    scale = _scale(low, high)
+    return np.log(high / scale - low / scale) + np.log(scale)
 
 
 def percentile_bounds(values, percentiles):
@@ -26,7 +45,8 @@ def percentile_bounds(values, percentiles):
     (5.0, 95.0)
     """
     values = np.asarray(values, dtype=np.float64)
-    low, high = (float(v) for v in np.percentile(values, percentiles))
+    scale = _scale(values)  # percentiles interpolate with differences: keep them finite
+    low, high = (float(v) * scale for v in np.percentile(values / scale, percentiles))
     if high > low:
         return low, high
     vmin, vmax = float(values.min()), float(values.max())
@@ -56,6 +76,8 @@ def to_unit_interval(values, low, high, *, higher_is_noisier=True, eps=1e-4):
     array([1., 0.])
     """
     values = np.asarray(values, dtype=np.float64)
+    scale = _scale(values, low, high)
+    values, low, high = values / scale, low / scale, high / scale
     if higher_is_noisier:
         x = (values - low) / (high - low)
     else:
