@@ -52,7 +52,7 @@ def reference_high_end_fix(detector, losses, resolution=100):
 
 
 def evaluate(trace_path):
-    trace = np.load(trace_path)
+    trace = np.load(trace_path, allow_pickle=False)
     losses_by_epoch, changed = trace["losses"].astype(np.float64), trace["changed"]
     rows = []
     for epoch, losses in enumerate(losses_by_epoch, start=1):

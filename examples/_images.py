@@ -79,7 +79,16 @@ def load_arrays(dataset, directory=None):
     directory = data_dir(directory)
     if directory is None or not (directory / FILES[dataset]).is_file():
         return _from_untar_data(dataset)
-    raw = np.load(directory / FILES[dataset])
+    path = directory / FILES[dataset]
+    try:
+        raw = np.load(path, allow_pickle=False)
+        keys = ("train_jpeg", "train_offsets", "y_train", "test_jpeg", "test_offsets", "y_test") if dataset == "cifar10" else (
+            "x_train", "y_train", "x_test", "y_test")
+        missing = [key for key in keys if key not in raw.files]
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path} is not a readable .npz file: {error}") from None
+    if missing:
+        raise SystemExit(f"{path} lacks the arrays {missing}; see the data folder's README for the expected layout")
     if dataset == "cifar10":
         return (_decode_jpegs(raw["train_jpeg"], raw["train_offsets"]), raw["y_train"],
                 _decode_jpegs(raw["test_jpeg"], raw["test_offsets"]), raw["y_test"])

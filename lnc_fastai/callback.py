@@ -194,6 +194,7 @@ class DynamicBootstrapMixUp(Callback):
 
     def after_fit(self):
         self._restore_loss_func()
+        self._buffers, self._good_buffers = [], []  # not kept in exports and checkpoints
         if self._progress_columns:
             self.learn.metrics = [m for m in self.learn.metrics if all(m is not ours for ours in self._progress_columns)]
             self._progress_columns = []
@@ -423,8 +424,8 @@ class DynamicBootstrapMixUp(Callback):
 
         ``item`` is the file path or row label where fastai knows it, else the sample's index;
         ``given_class``/``predicted_class`` appear when the data has a vocabulary, ``mean_p_noisy``
-        and ``epochs_flagged`` (the sample's history) with ``keep_trace=True``, ``truly_noisy``
-        with a noise mask. Samples whose loss was not finite have no ``p_noisy`` and rank last.
+        and ``epochs_flagged`` (the sample's history) with ``keep_trace=True``,
+        ``given_label_probability`` with ``trace_probs=True``, ``truly_noisy`` with a noise mask. Samples whose loss was not finite have no ``p_noisy`` and rank last.
         """
         if self.losses_ is None:
             raise RuntimeError("no epoch has been tracked yet: fit the learner with this callback first")
@@ -438,6 +439,7 @@ class DynamicBootstrapMixUp(Callback):
             self.losses_,
             self.p_noisy_ if self.p_noisy_ is not None else np.full(n, np.nan),
             labels=self.labels_,
+            pred_probs=self.trace["probs"][-1].astype(np.float64) if self.trace["probs"] else None,
             predicted_labels=self.predictions_,
             items=self._items(n),
             class_names=names,

@@ -7,6 +7,7 @@ of the suspects; the ``lnc-report`` command line (:mod:`lnc_sklearn.cli`)."""
 from .beta_mixture import BetaMixtureNoiseDetector, DegenerateFitWarning
 from .gaussian_mixture import GaussianMixtureNoiseDetector
 from .noise import CIFAR10_ASYMMETRIC, asymmetric_noise, symmetric_noise
+from .persistence import load_detector, save_detector
 from .report import NoiseSummary, noise_report, noise_summary, report_from_probabilities
 
 __all__ = [
@@ -20,5 +21,7 @@ __all__ = [
     "noise_summary",
     "report_from_probabilities",
     "NoiseSummary",
+    "save_detector",
+    "load_detector",
 ]
 __version__ = "0.1.0"

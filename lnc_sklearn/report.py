@@ -71,10 +71,11 @@ def noise_report(
     labels : array-like of shape (n_samples,), optional
         The given (possibly wrong) labels.
     pred_probs : array-like of shape (n_samples, n_classes), optional
-        Predicted class probabilities; their argmax is ``predicted_label``, and with ``labels``
-        the probability of the given label is reported as ``given_label_probability``.
+        Predicted class probabilities; their argmax is ``predicted_label`` (unless
+        ``predicted_labels`` is given), and with ``labels`` the probability of the given label
+        is reported as ``given_label_probability``.
     predicted_labels : array-like of shape (n_samples,), optional
-        Predicted labels, when there are no probabilities.
+        Predicted labels; they take precedence over the argmax of ``pred_probs``.
     items : array-like of shape (n_samples,), optional
         What each sample is (file name, row id); the ``item`` column.
     class_names : sequence, optional
@@ -238,7 +239,7 @@ def _labels_column(name, labels, n):
 
 
 def _predictions(pred_probs, predicted_labels, n):
-    if pred_probs is not None:
+    if pred_probs is not None and predicted_labels is None:
         probs = np.asarray(pred_probs, dtype=np.float64)
         if probs.ndim != 2 or probs.shape[0] != n:
             raise ValueError(f"pred_probs must have shape ({n}, n_classes); got {probs.shape}")

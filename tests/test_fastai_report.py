@@ -26,9 +26,12 @@ def seeded_and_closed():
 
 def test_report_has_ranks_history_and_cleanlabs_columns():
     mask = make_data()[3]
-    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=mask, keep_trace=True)
+    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=mask, keep_trace=True, trace_probs=True)
     quiet_fit(tensor_learner(cb), epochs=3)
     report = cb.report()
+    probs = cb.trace["probs"][-1].astype(np.float64)
+    np.testing.assert_array_equal(report["given_label_probability"], probs[np.arange(len(report)), cb.labels_])
+    np.testing.assert_array_equal(report["predicted_label"], cb.predictions_)
     for column in ("given_label", "predicted_label", "label_quality", "is_label_issue", "p_noisy", "rank", "truly_noisy"):
         assert column in report.columns
     history = np.stack(cb.trace["p_noisy"])
