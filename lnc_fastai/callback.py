@@ -34,6 +34,7 @@ from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning, report_f
 from lnc_sklearn._atomic import atomic_path
 from lnc_sklearn.persistence import detector_from_dict, detector_to_dict
 
+from .distributed import _fix_fastai_broadcast_for_gloo, gather_in_dataset_order, rank_share, unwrap, world
 from .losses import BOOTSTRAP_KINDS, bootstrap_targets, class_balance_regulariser, mixup_bootstrapping_loss
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
 
@@ -248,8 +249,9 @@ class DynamicBootstrapMixUp(Callback):
     def noise_weights_and_targets(self, xb, labels):
         """p(noisy) and bootstrapping targets of the un-mixed batch, from ONE forward pass without
         gradients in eval mode (so BatchNorm's running statistics do not move), all on the device."""
-        with torch.no_grad(), eval_mode(self.model):
-            logits = _plain(self.model(*xb)).float()
+        model = unwrap(self.model)  # this rank's copy: no collective operation per batch
+        with torch.no_grad(), eval_mode(model):
+            logits = _plain(model(*xb)).float()
         losses = F.cross_entropy(logits, _plain(labels), reduction="none")
         self.table.to(losses.device)
         return self.table(losses), bootstrap_targets(logits, self.bootstrap)
@@ -290,12 +292,20 @@ class DynamicBootstrapMixUp(Callback):
         raise CancelBatchException
 
     # ---- per epoch ---------------------------------------------------------------------------
-    def _tracking_loader(self):
+    def _train_dl(self):
+        """The training DataLoader, unwrapped from fastai's ``DistributedDL`` in a distributed run."""
         train = self.dls.train
+        return train.dl if hasattr(train, "world_size") and hasattr(train, "dl") else train
+
+    def _tracking_loader(self, share=None):
+        """The training set in dataset order without shuffling, or only the samples in ``share``."""
+        train = self._train_dl()
         bs = self.tracking_bs or 4 * (getattr(train, "bs", None) or getattr(train, "batch_size", None) or 64)
         if hasattr(train, "new"):
-            return train.new(shuffle=False, drop_last=False, bs=bs)
-        return torch.utils.data.DataLoader(train.dataset, batch_size=bs, shuffle=False)
+            kwargs = {} if share is None else {"get_idxs": lambda: [int(i) for i in share]}
+            return train.new(shuffle=False, drop_last=False, bs=bs, **kwargs)
+        dataset = train.dataset if share is None else torch.utils.data.Subset(train.dataset, [int(i) for i in share])
+        return torch.utils.data.DataLoader(dataset, batch_size=bs, shuffle=False)
 
     def _autocast(self, device):
         mixed_precision = getattr(self.learn, "mixed_precision", None)
@@ -309,12 +319,18 @@ class DynamicBootstrapMixUp(Callback):
 
         Returns NumPy arrays ``(losses, labels, predictions, probabilities)``; the model runs in
         eval mode under ``torch.inference_mode()`` on its own device, over the training set with
-        validation transforms unless ``augmented_tracking``.
+        validation transforms unless ``augmented_tracking``. In a distributed run each rank computes
+        its share and every rank gets the whole set, gathered with the sample indices
+        (:mod:`lnc_fastai.distributed`).
         """
-        dl = self._tracking_loader()
-        dataset = dl.dataset
+        rank, world_size = world()
+        n = len(self._train_dl().dataset)
+        share, real = rank_share(n, rank, world_size) if world_size > 1 else (None, None)
+        dl = self._tracking_loader(share)
+        dataset = self._train_dl().dataset
         keep_train_tfms = self.augmented_tracking or not hasattr(dataset, "set_split_idx")
-        device = next(self.model.parameters()).device
+        model = unwrap(self.model)  # no collective operations in this pass
+        device = next(model.parameters()).device
         mbar = getattr(getattr(self.learn, "progress", None), "mbar", None)
         batches = progress_bar(dl, parent=mbar, leave=False) if hasattr(self.learn, "progress") else dl
         n_inp = getattr(self.dls, "n_inp", None)
@@ -322,7 +338,7 @@ class DynamicBootstrapMixUp(Callback):
         with (
             nullcontext() if keep_train_tfms else dataset.set_split_idx(1),
             torch.inference_mode(),
-            eval_mode(self.model),
+            eval_mode(model),
             self._autocast(device),
         ):
             for batch in batches:
@@ -330,14 +346,20 @@ class DynamicBootstrapMixUp(Callback):
                 split = n_inp if n_inp is not None else (1 if len(batch) == 1 else len(batch) - 1)
                 xb, yb = batch[:split], batch[split:]
                 _check_targets(yb)
-                logits, targets = _plain(self.model(*xb)).float(), _plain(yb[0])
+                logits, targets = _plain(model(*xb)).float(), _plain(yb[0])
                 losses.append(F.cross_entropy(logits, targets, reduction="none"))
                 labels.append(targets)
                 predictions.append(logits.argmax(dim=1))
                 if self.trace_probs:
                     probabilities.append(F.softmax(logits, dim=1).half())
-        as_numpy = lambda parts: torch.cat(parts).cpu().numpy() if parts else None  # noqa: E731
-        return as_numpy(losses), as_numpy(labels), as_numpy(predictions), as_numpy(probabilities)
+        parts = {"losses": losses, "labels": labels, "predictions": predictions, "probabilities": probabilities}
+        values = {name: torch.cat(part) for name, part in parts.items() if part}
+        if world_size > 1:
+            values = gather_in_dataset_order(
+                values, torch.as_tensor(share, device=device), torch.as_tensor(real, device=device), n
+            )
+        values = {name: value.cpu().numpy() if torch.is_tensor(value) else value for name, value in values.items()}
+        return tuple(values.get(name) for name in parts)
 
     def _track_and_refit(self):
         losses, labels, predictions, probabilities = self.per_sample_losses()
@@ -475,7 +497,7 @@ class DynamicBootstrapMixUp(Callback):
         return plot_history(self.history, **kwargs)
 
     def _items(self, n):
-        items = getattr(self.dls.train, "items", None)
+        items = getattr(self._train_dl(), "items", None)
         if items is None or len(items) != n:
             return np.arange(n)
         if isinstance(items, (pd.DataFrame, pd.Series)):
@@ -625,6 +647,7 @@ def _install_checkpoint_hooks():
 
 
 _install_checkpoint_hooks()
+_fix_fastai_broadcast_for_gloo()
 
 
 def fitted_parameters(detector):

@@ -14,14 +14,15 @@ import numpy as np
 
 __all__ = ["percentile_bounds", "to_unit_interval", "log_span"]
 
-# Beyond this magnitude a difference of two values can overflow to inf: work on scaled values.
-_HUGE = 1e300
-
-
-def _scale(*values):
-    """1, or the largest magnitude when differences of such values could overflow."""
-    largest = max(float(np.max(np.abs(v), initial=0.0)) for v in values)
-    return largest if largest > _HUGE else 1.0
+def _span(low, high):
+    """``(high - low, scale)``: the width of the bounds, computed on values divided by ``scale``
+    (1 unless the plain difference overflows, as between -1e308 and 1e308)."""
+    with np.errstate(over="ignore"):
+        span = float(high) - float(low)
+    if np.isfinite(span):
+        return span, 1.0
+    scale = max(abs(float(low)), abs(float(high)))
+    return float(high) / scale - float(low) / scale, scale
 
 
 def log_span(low, high):
@@ -30,8 +31,8 @@ def log_span(low, high):
     >>> float(log_span(-1.5e308, 1.5e308)) > 709
     True
     """
-    scale = _scale(low, high)
-    return np.log(high / scale - low / scale) + np.log(scale)
+    span, scale = _span(low, high)
+    return np.log(span) + np.log(scale)
 
 
 def percentile_bounds(values, percentiles):
@@ -45,8 +46,12 @@ def percentile_bounds(values, percentiles):
     (5.0, 95.0)
     """
     values = np.asarray(values, dtype=np.float64)
-    scale = _scale(values)  # percentiles interpolate with differences: keep them finite
-    low, high = (float(v) * scale for v in np.percentile(values / scale, percentiles))
+    with np.errstate(over="ignore", invalid="ignore"):
+        low, high = (float(v) for v in np.percentile(values, percentiles))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        # The interpolation's differences overflowed (values near +-1.8e308): work scaled down.
+        scale = float(np.max(np.abs(values)))
+        low, high = (float(v) * scale for v in np.percentile(values / scale, percentiles))
     if high > low:
         return low, high
     vmin, vmax = float(values.min()), float(values.max())
@@ -76,10 +81,10 @@ def to_unit_interval(values, low, high, *, higher_is_noisier=True, eps=1e-4):
     array([1., 0.])
     """
     values = np.asarray(values, dtype=np.float64)
-    scale = _scale(values, low, high)
-    values, low, high = values / scale, low / scale, high / scale
-    if higher_is_noisier:
-        x = (values - low) / (high - low)
-    else:
-        x = (high - values) / (high - low)
+    span, scale = _span(low, high)
+    if scale != 1.0:
+        values, low, high = values / scale, low / scale, high / scale
+    # A finite value far outside the bounds may overflow to +-inf here; the clip maps it home.
+    with np.errstate(over="ignore"):
+        x = (values - low) / span if higher_is_noisier else (high - values) / span
     return np.clip(x, eps, 1.0 - eps, out=x)

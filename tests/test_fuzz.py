@@ -7,6 +7,8 @@ records the counts.
 
 import os
 
+import numpy as np
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -23,3 +25,13 @@ def test_valid_output_or_clear_value_error(name):
         check_contract(DETECTORS[name], fit_values, new_values)
 
     contract()
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_cases_fuzzing_found(name):
+    """Arrays that once broke the contract: a spread that overflows a double, and a read-out far
+    outside the fit's tiny bounds (both gave NaN probabilities before the normalisation fix)."""
+    tiny = np.array([2.4471580e-25, 2.7561691e-25, 2.5419601e-25, 2.2857324e-25, 2.6446379e-25], dtype=np.float32)
+    check_contract(DETECTORS[name], tiny, np.array([0.0, 1.0000000000000001e300, 1.79e308, -1.79e308]))
+    huge = np.array([0.0] * 19 + [1.7976931348623157e308, -9.97920155e291])
+    check_contract(DETECTORS[name], huge, huge[::-1])
