@@ -47,7 +47,7 @@ def main():
     train_images = as_float_images(x_train)
     dls = image_dataloaders(train_images, noisy, as_float_images(x_test), y_test)
     cb = DynamicBootstrapMixUp(bootstrap=args.bootstrap, warmup=args.warmup, noise_mask=changed,
-                               keep_trace=args.trace is not None)
+                               keep_trace=args.trace is not None, trace_probs=args.trace is not None)
     learn = Learner(dls, small_cnn(train_images.shape[1]), loss_func=CrossEntropyLossFlat(),
                     metrics=accuracy, cbs=cb)
     print(f"{args.dataset}: {len(noisy)} training images, {changed.mean():.1%} of their labels wrong")

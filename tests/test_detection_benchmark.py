@@ -1,0 +1,40 @@
+"""benchmarks/detection_quality.py scores every method against the true mask correctly."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cleanlab")
+
+from benchmarks.detection_quality import LNC_BETA, RAW_GAUSSIAN, evaluate_epoch  # noqa: E402
+
+
+def _epoch(seed=0, n=600, k=5):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, k, n)
+    changed = rng.random(n) < 0.4
+    given = np.where(changed, (truth + rng.integers(1, k, n)) % k, truth)
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), truth] += 2.5
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    losses = -np.log(probs[np.arange(n), given])
+    return losses, probs.astype(np.float16), given, changed
+
+
+def test_rows_score_each_method_against_the_mask():
+    losses, probs, given, changed = _epoch()
+    rows = {row["method"]: row for row in evaluate_epoch(losses, probs, given, changed)}
+    assert {LNC_BETA, RAW_GAUSSIAN, "raw loss", "cleanlab self_confidence", "cleanlab find_label_issues"} <= set(rows)
+    from sklearn.metrics import roc_auc_score
+
+    assert rows["raw loss"]["AUC"] == pytest.approx(roc_auc_score(changed, losses))
+    # a monotone posterior ranks as the loss does; self-confidence is exp(-loss)
+    assert rows[LNC_BETA]["AUC"] == pytest.approx(rows["raw loss"]["AUC"], abs=2e-3)
+    assert rows["cleanlab self_confidence"]["AUC"] == pytest.approx(rows["raw loss"]["AUC"], abs=1e-3)
+    for name in (LNC_BETA, "cleanlab find_label_issues"):
+        row = rows[name]
+        assert 0 < row["flagged"] < len(losses) and 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
+    assert 0 <= rows[LNC_BETA]["brier"] <= 1 and "brier" not in rows["raw loss"]
+    # a shuffled mask is near chance for every method
+    shuffled = np.random.default_rng(1).permutation(changed)
+    for row in evaluate_epoch(losses, probs, given, shuffled):
+        assert abs(row["AUC"] - 0.5) < 0.1, row
