@@ -223,7 +223,7 @@ def plot_auc(table, methods, path):
     from lnc_sklearn.plotting import save_figure
 
     traces = list(dict.fromkeys(table["trace"]))
-    fig, axes = plt.subplots(1, len(traces), figsize=(5 * len(traces), 4), sharey=True, layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, len(traces), figsize=(5 * len(traces), 4.8), sharey=True, layout="constrained", squeeze=False)
     for ax, trace in zip(axes[0], traces):
         part = table[table["trace"] == trace]
         for method in methods:
@@ -233,7 +233,8 @@ def plot_auc(table, methods, path):
         ax.set_title(f"{trace} ({part['wrong labels'].iloc[0]:.0%} wrong)", fontsize="medium")
         ax.set_xlabel("epoch")
     axes[0][0].set_ylabel("ROC-AUC against the true mask")
-    axes[0][-1].legend(fontsize="x-small", loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=5, fontsize="small")
     save_figure(fig, path)
     plt.close(fig)
 
