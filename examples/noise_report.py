@@ -65,7 +65,7 @@ def from_fastai(args, out):
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         learn.fit_one_cycle(args.fastai_epochs, 1e-2)
-    report = cb.report(sort=True).assign(true_label=y_train[cb.report(sort=True).index])
+    report = cb.report().assign(true_label=y_train).sort_values("rank")
     print(f"\n== from fastai (DynamicBootstrapMixUp, {args.fastai_epochs} epochs on the digits as images) ==\n")
     print(f"test accuracy {learn.recorder.values[-1][2]:.3f}")
     print(noise_summary(report, top=5))
