@@ -178,7 +178,7 @@ class DynamicBootstrapMixUp(Callback):
         self.losses_ = self.labels_ = self.predictions_ = self.p_noisy_ = None
         self._batch = None
         self._old_loss_func = None
-        self._buffers, self._good_buffers = [], []
+        self._model_buffers, self._good_buffers = [], []
         self._progress_columns = []
 
     # ---- fit-level plumbing ------------------------------------------------------------------
@@ -195,7 +195,7 @@ class DynamicBootstrapMixUp(Callback):
 
     def after_fit(self):
         self._restore_loss_func()
-        self._buffers, self._good_buffers = [], []  # not kept in exports and checkpoints
+        self._model_buffers, self._good_buffers = [], []  # not kept in exports and checkpoints
         if self._progress_columns:
             self.learn.metrics = [m for m in self.learn.metrics if all(m is not ours for ours in self._progress_columns)]
             self._progress_columns = []
@@ -207,8 +207,8 @@ class DynamicBootstrapMixUp(Callback):
         self._old_loss_func, self.learn.loss_func = self.learn.loss_func, self._loss
         # Buffers (BatchNorm's running statistics) move in the training forward itself, before the
         # loss can be checked: keep a copy of the last good ones to put back if a batch is skipped.
-        self._buffers = [b for b in self.model.buffers()]
-        self._good_buffers = [b.detach().clone() for b in self._buffers]
+        self._model_buffers = [b for b in self.model.buffers()]
+        self._good_buffers = [b.detach().clone() for b in self._model_buffers]
 
     def _restore_loss_func(self):
         if self._old_loss_func is not None:
@@ -243,8 +243,8 @@ class DynamicBootstrapMixUp(Callback):
             weights, targets = self.noise_weights_and_targets(self.xb, labels)
         self._batch = (labels, partner, lam, weights, targets)
         self.learn.xb = mix_inputs(self.xb, partner, lam)
-        if self._buffers:
-            torch._foreach_copy_(self._good_buffers, self._buffers)
+        if self._model_buffers:
+            torch._foreach_copy_(self._good_buffers, self._model_buffers)
 
     def noise_weights_and_targets(self, xb, labels):
         """p(noisy) and bootstrapping targets of the un-mixed batch, from ONE forward pass without
@@ -279,9 +279,9 @@ class DynamicBootstrapMixUp(Callback):
         if not self.training or bool(torch.isfinite(self.learn.loss_grad).all()):
             return
         self.skipped_batches.append({"epoch": self.epoch, "iter": self.iter})
-        if self._buffers:
+        if self._model_buffers:
             with torch.no_grad():
-                torch._foreach_copy_(self._buffers, self._good_buffers)
+                torch._foreach_copy_(self._model_buffers, self._good_buffers)
         warnings.warn(
             f"epoch {self.epoch}, batch {self.iter}: the training loss is not finite "
             f"({float(self.learn.loss_grad.detach().float().mean())}); the batch is skipped, the optimizer does not step",
