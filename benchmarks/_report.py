@@ -1,11 +1,14 @@
 """What every benchmark writes beside its table: the command, machine, date and versions."""
 
 import datetime
+import json
 import importlib
 import os
 import platform
 import sys
 from pathlib import Path
+
+from lnc_sklearn._atomic import atomic_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,9 +51,17 @@ def write_results(filename, title, body_lines):
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / filename
     text = "\n".join([f"# {title}", "", *environment(), "", *body_lines, ""])
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def write_json(filename, payload):
+    """Write ``payload`` with the environment to ``results/filename`` as JSON, whole or not at all."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / filename
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"environment": environment(), **payload}, indent=1))
     return path
 
 

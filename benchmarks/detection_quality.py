@@ -27,7 +27,6 @@ Run: ``python benchmarks/detection_quality.py benchmarks/traces/dbmu_*.npz``
 """
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -38,7 +37,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks._report import RESULTS, environment, markdown_table, write_results  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write_json, write_results  # noqa: E402
 from benchmarks.detector_quality import reference_high_end_fix  # noqa: E402
 from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector  # noqa: E402
 
@@ -205,10 +204,7 @@ def main():
         "Plot: `detection_quality_auc.png`. Raw numbers: `detection_quality.json`.",
     ]
     path = write_results("detection_quality.md", "Detection quality: Beta mixture, Gaussian mixture, raw loss, cleanlab", lines)
-    json_path = RESULTS / "detection_quality.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"environment": environment(), "rows": rows}, indent=1))
-    tmp.replace(json_path)
+    write_json("detection_quality.json", {"rows": rows})
     plot_auc(table, methods, RESULTS / "detection_quality_auc.png")
     print("\n".join(lines[:30]))
     print(f"written to {path}")

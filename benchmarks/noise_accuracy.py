@@ -18,14 +18,13 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples")]
 from _images import as_float_images, image_dataloaders, load_arrays, small_cnn  # noqa: E402
-from benchmarks._report import RESULTS, environment, markdown_table, write_results  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write_json, write_results  # noqa: E402
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
@@ -138,9 +137,7 @@ def main():
             results = [r for r in results if (r["method"], r["noise"]) != (method, noise)] + [result]
             print(f"{method:>8} r={noise:g}: last {result['last_acc']:.4f} best {result['best_acc']:.4f} "
                   f"({result['seconds']:.0f} s)", flush=True)
-            tmp = json_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"environment": environment(), "settings": vars(args), "runs": results}, indent=1))
-            tmp.replace(json_path)
+            write_json(json_path.name, {"settings": vars(args), "runs": results})
             write_tables(results, args, json_path)
 
 

@@ -324,10 +324,10 @@ class DynamicBootstrapMixUp(Callback):
         (:mod:`lnc_fastai.distributed`).
         """
         rank, world_size = world()
-        n = len(self._train_dl().dataset)
+        dataset = self._train_dl().dataset
+        n = len(dataset)
         share, real = rank_share(n, rank, world_size) if world_size > 1 else (None, None)
         dl = self._tracking_loader(share)
-        dataset = self._train_dl().dataset
         keep_train_tfms = self.augmented_tracking or not hasattr(dataset, "set_split_idx")
         model = unwrap(self.model)  # no collective operations in this pass
         device = next(model.parameters()).device

@@ -7,6 +7,7 @@ round trip exactly (Python writes the shortest repr that reads back to the same 
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -113,7 +114,7 @@ def save_detector(detector, path):
 def load_detector(path):
     """Read a detector written by :func:`save_detector`; ``ValueError`` if the file is not one."""
     try:
-        state = json.loads(open(path, encoding="utf-8").read())
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not a saved lnc detector (not JSON: {error})") from None
     return detector_from_dict(state)
