@@ -35,10 +35,19 @@ from lnc_sklearn._atomic import atomic_path
 from lnc_sklearn.persistence import detector_from_dict, detector_to_dict
 
 from .distributed import _fix_fastai_broadcast_for_gloo, gather_in_dataset_order, rank_share, unwrap, world
-from .losses import BOOTSTRAP_KINDS, bootstrap_targets, class_balance_regulariser, mixup_bootstrapping_loss
+from .losses import (
+    bootstrap_targets,
+    class_balance_regulariser,
+    detector_mixing_weights,
+    mixup_bootstrapping_loss,
+    sharpening_temperature,
+)
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
 
 __all__ = ["DynamicBootstrapMixUp"]
+
+# "soft-to-hard" is MD-DYR-SH's soft bootstrapping with targets sharpened towards hard ones.
+BOOTSTRAPS = ("hard", "soft", "soft-to-hard")
 
 
 @contextmanager
@@ -54,12 +63,18 @@ def eval_mode(model):
 
 
 def mix_inputs(xb, partner, lam):
-    """``lam * x + (1 - lam) * x[partner]`` for float inputs. Integer inputs (categorical codes
-    of tabular data) cannot be blended; each sample keeps the codes of its heavier partner."""
+    """``lam * x + (1 - lam) * x[partner]`` for float inputs, with ``lam`` one number or one per
+    sample. Integer inputs (categorical codes of tabular data) cannot be blended; each sample keeps
+    the codes of its heavier partner."""
     mixed = []
     for x in xb:
+        weight = lam
+        if torch.is_tensor(lam):
+            weight = lam.to(x.device).view(-1, *[1] * (x.ndim - 1))
         if torch.is_floating_point(x):
-            mixed.append(torch.lerp(x[partner], x, lam))
+            mixed.append(torch.lerp(x[partner], x, weight.to(x.dtype) if torch.is_tensor(weight) else weight))
+        elif torch.is_tensor(weight):
+            mixed.append(torch.where(weight >= 0.5, x, x[partner]))
         else:
             mixed.append(x if lam >= 0.5 else x[partner])
     return tuple(mixed)
@@ -80,14 +95,25 @@ def _check_targets(yb):
         )
 
 
-def _warmup_epochs(warmup, n_epoch):
-    if isinstance(warmup, (int, np.integer)) and not isinstance(warmup, bool) and warmup >= 0:
-        return int(warmup)
-    if isinstance(warmup, float) and 0 <= warmup < 1:
-        return int(round(warmup * n_epoch))
+def _epochs(value, n_epoch, name="warmup"):
+    """An epoch given as a number of epochs (int >= 0) or as a fraction of the run (float in [0, 1])."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    if isinstance(value, float) and 0 <= value <= 1:
+        return int(round(value * n_epoch))
     raise ValueError(
-        f"warmup must be a number of epochs (int >= 0) or a fraction of the run (float in [0, 1)); got {warmup!r}"
+        f"{name} must be a number of epochs (int >= 0) or a fraction of the run (float in [0, 1]); got {value!r}"
     )
+
+
+def _check_sharpening(sharpening):
+    if not (isinstance(sharpening, (tuple, list)) and len(sharpening) == 2):
+        raise ValueError(f"sharpening must be a (start, end) pair of epochs or fractions of the run, got {sharpening!r}")
+    for value in sharpening:
+        _epochs(value, 1, "sharpening")  # validates
+    if _epochs(sharpening[1], 1000, "sharpening") < _epochs(sharpening[0], 1000, "sharpening"):
+        raise ValueError(f"sharpening must end after it starts, got {sharpening!r}")
+    return tuple(sharpening)
 
 
 class DynamicBootstrapMixUp(Callback):
@@ -95,15 +121,24 @@ class DynamicBootstrapMixUp(Callback):
 
     Parameters
     ----------
-    bootstrap : {"hard", "soft"}
+    bootstrap : {"hard", "soft", "soft-to-hard"}
         Bootstrap towards the one-hot argmax (M-DYR-H) or the softmax (M-DYR-S) of the network's
-        prediction on the un-mixed sample.
+        prediction on the un-mixed sample, or towards the softmax at a temperature that falls from
+        1 to 0.001 over ``sharpening`` (MD-DYR-SH's soft-to-hard targets).
     alpha : float
         Mixup's ``Beta(alpha, alpha)``; one mixing weight per batch. The paper uses 32.
     warmup : int or float
         Epochs of plain mixup before bootstrapping starts (an int), or that fraction of the run (a
         float in [0, 1)). The default 0.35 is the paper's 105 of 300 epochs. The detector is
         refitted after every epoch, warm-up included.
+    detector_mixing : bool
+        While bootstrapping, mix each pair in proportion to how clean the detector finds each
+        partner, ``(1 - w_a) / ((1 - w_a) + (1 - w_b))``, instead of one ``Beta(alpha, alpha)``
+        draw per batch (MD-DYR-SH, the paper's choice at 90% noise). The loss weighs each partner
+        by the same share.
+    sharpening : (start, end)
+        Epochs (ints) or fractions of the run (floats) over which the "soft-to-hard" temperature
+        falls; the default is the paper's epochs 111 to 200 of 300.
     reg_weight : float
         Weight eta of the class-balance regulariser, applied with bootstrapping (as the reference
         does); 0 switches it off.
@@ -145,6 +180,8 @@ class DynamicBootstrapMixUp(Callback):
         warmup=0.35,
         reg_weight=1.0,
         detector=None,
+        detector_mixing=False,
+        sharpening=(0.37, 0.67),
         noise_mask=None,
         augmented_tracking=False,
         keep_trace=False,
@@ -152,13 +189,14 @@ class DynamicBootstrapMixUp(Callback):
         table_size=4096,
         tracking_bs=None,
     ):
-        if bootstrap not in BOOTSTRAP_KINDS:
-            raise ValueError(f"bootstrap must be one of {BOOTSTRAP_KINDS}, got {bootstrap!r}")
+        if bootstrap not in BOOTSTRAPS:
+            raise ValueError(f"bootstrap must be one of {BOOTSTRAPS}, got {bootstrap!r}")
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0, got {alpha!r}")
         if not reg_weight >= 0:
             raise ValueError(f"reg_weight must be >= 0, got {reg_weight!r}")
-        _warmup_epochs(warmup, 1)  # validates
+        _epochs(warmup, 1)  # validates
+        self.sharpening, self.detector_mixing = _check_sharpening(sharpening), bool(detector_mixing)
         if detector is None:
             detector = BetaMixtureNoiseDetector()
         elif not (hasattr(detector, "fit") and hasattr(detector, "predict_proba")):
@@ -183,7 +221,8 @@ class DynamicBootstrapMixUp(Callback):
 
     # ---- fit-level plumbing ------------------------------------------------------------------
     def before_fit(self):
-        self.warmup_epochs = _warmup_epochs(self.warmup, self.n_epoch)
+        self.warmup_epochs = _epochs(self.warmup, self.n_epoch)
+        self.sharpening_epochs = tuple(_epochs(value, self.n_epoch, "sharpening") for value in self.sharpening)
         n = len(self.dls.train.dataset)
         if self.noise_mask is not None and len(self.noise_mask) != n:
             raise ValueError(f"noise_mask has {len(self.noise_mask)} entries but the training set has {n} samples")
@@ -241,6 +280,8 @@ class DynamicBootstrapMixUp(Callback):
         weights = targets = None
         if self.bootstrapping:
             weights, targets = self.noise_weights_and_targets(self.xb, labels)
+            if self.detector_mixing:
+                lam = detector_mixing_weights(weights, weights[partner])
         self._batch = (labels, partner, lam, weights, targets)
         self.learn.xb = mix_inputs(self.xb, partner, lam)
         if self._model_buffers:
@@ -254,7 +295,16 @@ class DynamicBootstrapMixUp(Callback):
             logits = _plain(model(*xb)).float()
         losses = F.cross_entropy(logits, _plain(labels), reduction="none")
         self.table.to(losses.device)
+        if self.bootstrap == "soft-to-hard":
+            return self.table(losses), bootstrap_targets(logits, "soft", self.temperature)
         return self.table(losses), bootstrap_targets(logits, self.bootstrap)
+
+    @property
+    def temperature(self):
+        """This epoch's temperature of the bootstrapping targets (1 except for "soft-to-hard")."""
+        if self.bootstrap != "soft-to-hard":
+            return 1.0
+        return sharpening_temperature(self.epoch, *self.sharpening_epochs)
 
     def _loss(self, pred, *yb):
         if not self.training or self._batch is None:

@@ -17,6 +17,8 @@ __all__ = [
     "static_bootstrapping_loss",
     "mixup_bootstrapping_loss",
     "class_balance_regulariser",
+    "detector_mixing_weights",
+    "sharpening_temperature",
 ]
 
 BOOTSTRAP_KINDS = ("hard", "soft")
@@ -113,3 +115,31 @@ def class_balance_regulariser(logits, prior=None):
             raise ValueError(f"prior must be {n_classes} non-negative class probabilities summing to 1")
     # Classes the prior gives no mass contribute 0 (0 log 0 = 0).
     return torch.where(prior > 0, prior * (prior.log() - mean_probs.log()), torch.zeros_like(prior)).sum()
+
+
+def detector_mixing_weights(weight_a, weight_b, floor=1e-4):
+    """MD-DYR-SH's per-sample mixing weights: partner ``a``'s share ``(1 - w_a) / ((1 - w_a) + (1 - w_b))``.
+
+    Instead of one ``lam ~ Beta(alpha, alpha)`` per batch, each pair is mixed in proportion to how
+    clean each partner looks, so a probably mislabelled sample mostly lends its image to a clean
+    partner's label. ``1 - w`` is floored at ``floor`` so that two surely noisy partners mix half
+    and half instead of dividing 0 by 0. Returns a tensor of shape ``(n,)`` in (0, 1).
+    """
+    clean_a = (1 - torch.as_tensor(weight_a, dtype=torch.float32)).clamp(min=floor)
+    clean_b = (1 - torch.as_tensor(weight_b, dtype=torch.float32, device=clean_a.device)).clamp(min=floor)
+    return clean_a / (clean_a + clean_b)
+
+
+def sharpening_temperature(epoch, start, end, final=1e-3):
+    """Temperature of MD-DYR-SH's soft targets at ``epoch``: 1 until ``start``, then falling
+    linearly to ``final`` at ``end`` and staying there (soft targets turning into hard ones;
+    the reference schedule falls from 1 to 0.001 between epochs 111 and 200 of 300)."""
+    if not 0 < final <= 1:
+        raise ValueError(f"final must be in (0, 1], got {final!r}")
+    if end < start:
+        raise ValueError(f"the sharpening must end after it starts, got start={start!r}, end={end!r}")
+    if epoch <= start:
+        return 1.0
+    if epoch >= end:
+        return float(final)
+    return 1.0 + (final - 1.0) * (epoch - start) / (end - start)

@@ -26,7 +26,7 @@ from fastai.torch_core import set_seed
 from torch import nn
 
 from lnc_fastai import DynamicBootstrapMixUp, PosteriorTable
-from lnc_fastai.callback import _warmup_epochs, mix_inputs
+from lnc_fastai.callback import _epochs, mix_inputs
 from lnc_sklearn import BetaMixtureNoiseDetector
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
@@ -314,7 +314,7 @@ def test_confidence_detector_is_given_probabilities():
 
 
 def test_warmup_and_mixing_helpers():
-    assert _warmup_epochs(0.35, 300) == 105 and _warmup_epochs(3, 10) == 3
+    assert _epochs(0.35, 300) == 105 and _epochs(3, 10) == 3
     for bad in (-1, 1.5, "2", True):
         with pytest.raises(ValueError, match="warmup must be"):
             DynamicBootstrapMixUp(warmup=bad)
@@ -342,3 +342,43 @@ def test_noise_mask_length_checked():
     learn = tensor_learner(DynamicBootstrapMixUp(noise_mask=np.zeros(5, bool)))
     with pytest.raises(ValueError, match="noise_mask has 5 entries but the training set has 200"):
         quiet_fit(learn, epochs=1)
+
+
+class RecordBatches(Callback):
+    """After DynamicBootstrapMixUp's before_batch: what it decided for each training batch."""
+
+    order = DynamicBootstrapMixUp.order + 1
+
+    def before_fit(self):
+        self.seen = []
+
+    def before_batch(self):
+        if self.training:
+            cb = self.learn.dynamic_bootstrap_mix_up
+            self.seen.append((self.epoch, cb.temperature, *cb._batch))
+
+
+def test_md_dyr_sh_mixes_by_the_detector_and_sharpens_its_targets():
+    set_seed(0)
+    cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, warmup=1, sharpening=(1, 3))
+    probe = RecordBatches()
+    learn = tensor_learner([cb, probe])
+    quiet_fit(learn, epochs=4)
+    temperatures = {epoch: temperature for epoch, temperature, *_ in probe.seen}
+    assert temperatures == pytest.approx({0: 1.0, 1: 1.0, 2: 1 + (0.001 - 1) / 2, 3: 0.001})
+    for epoch, _, labels, partner, lam, weights, targets in probe.seen:
+        if epoch == 0:  # warm-up: plain mixup, one Beta(32, 32) draw per batch
+            assert isinstance(lam, float) and weights is None
+            continue
+        expected = (1 - weights).clamp(min=1e-4) / ((1 - weights).clamp(min=1e-4) + (1 - weights[partner]).clamp(min=1e-4))
+        torch.testing.assert_close(lam, expected)
+        assert torch.allclose(targets.sum(dim=1), torch.ones(len(targets)))
+        if epoch == 3:  # temperature 0.001: the soft targets are the hard ones
+            assert (targets.max(dim=1).values > 0.99).all()
+    assert isinstance(learn.loss_func, CrossEntropyLossFlat)  # the learner's own loss is back
+
+
+def test_bad_sharpening_says_what_is_accepted():
+    for bad in ((5, 2), (0.2,), "early", (0.5, 1.5)):
+        with pytest.raises(ValueError, match="sharpening must"):
+            DynamicBootstrapMixUp(sharpening=bad)

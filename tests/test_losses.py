@@ -9,7 +9,9 @@ from lnc_fastai.losses import (
     bootstrap_targets,
     bootstrapping_loss,
     class_balance_regulariser,
+    detector_mixing_weights,
     mixup_bootstrapping_loss,
+    sharpening_temperature,
     static_bootstrapping_loss,
 )
 
@@ -109,3 +111,23 @@ def test_half_precision_logits_are_computed_in_float32():
 def test_bad_arguments_say_what_is_accepted(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_detector_mixing_weights_by_hand():
+    # Clean shares 0.9 and 0.3: a takes 0.9 / 1.2 = 0.75 of the pair; two surely noisy partners mix evenly.
+    weights = detector_mixing_weights(torch.tensor([0.1, 1.0, 0.7]), torch.tensor([0.7, 1.0, 0.1]))
+    close(weights, [0.75, 0.5, 0.25])
+    assert torch.isfinite(weights).all()
+
+
+def test_sharpening_temperature_falls_linearly_from_one():
+    # The reference's 1 -> 0.001 between epochs 111 and 200.
+    assert sharpening_temperature(50, 110, 200) == 1.0
+    assert sharpening_temperature(110, 110, 200) == 1.0
+    assert math.isclose(sharpening_temperature(155, 110, 200), 1 + (0.001 - 1) * 0.5)
+    assert sharpening_temperature(200, 110, 200) == sharpening_temperature(299, 110, 200) == 0.001
+    # A temperature near 0 turns the soft target into the hard one.
+    logits = torch.tensor([[2.0, 1.0, 0.5]])
+    close(bootstrap_targets(logits, "soft", sharpening_temperature(250, 110, 200)), bootstrap_targets(logits, "hard"))
+    with pytest.raises(ValueError, match="end after it starts"):
+        sharpening_temperature(1, 5, 2)
