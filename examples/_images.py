@@ -8,14 +8,15 @@ is then the folders' sorted order, not the official one).
 
 import io
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastai.data.core import Datasets
+from fastai.data.core import DataLoaders, Datasets, TfmdDL
 from fastai.torch_core import TensorCategory, TensorImage
-from fastai.data.transforms import Transform
+from fastai.data.transforms import IntToFloatTensor, Normalize, Transform
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,3 +156,73 @@ def small_cnn(channels, n_classes=10, width=32):
         nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
         nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(2 * width * 16, n_classes),
     )
+
+
+class Rows:
+    """A dataset of row numbers into tensors held elsewhere, with fastai's split switch (the
+    callback's loss pass sets split 1 so that training-only transforms stay off)."""
+
+    def __init__(self, rows, split_idx):
+        self.items, self.split_idx = list(rows), split_idx
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    @contextmanager
+    def set_split_idx(self, split_idx):
+        old, self.split_idx = self.split_idx, split_idx
+        try:
+            yield self
+        finally:
+            self.split_idx = old
+
+
+class TensorBatchDL(TfmdDL):
+    """A fastai DataLoader that cuts each batch out of whole image and label tensors by indexing
+    (no per-sample collation, no worker processes). With the tensors on the GPU, the data never
+    leaves it: batches, augmentation (``after_batch``) and normalisation all run there."""
+
+    def __init__(self, dataset, images=None, labels=None, **kwargs):
+        self.images, self.labels = images, labels
+        super().__init__(dataset, **{**kwargs, "num_workers": 0})
+
+    def create_batch(self, rows):
+        rows = torch.as_tensor(rows, device=self.images.device)
+        return TensorImage(self.images[rows]), TensorCategory(self.labels[rows])
+
+    def new(self, dataset=None, cls=None, **kwargs):
+        return super().new(dataset, cls, images=self.images, labels=self.labels, **kwargs)
+
+
+class ChannelsLast(Transform):
+    """Batches in channels-last memory order, which tensor cores run convolutions fastest in."""
+
+    order = 100
+
+    def encodes(self, x: TensorImage):
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def tensor_dataloaders(train_images, train_labels, test_images, test_labels, bs=128, pad=4, device=None,
+                       channels_last=False, val_bs=512):
+    """DataLoaders over uint8 images (N, H, W, 3) kept whole on ``device``: per batch, uint8 to
+    float, random crop after ``pad`` zero pixels and horizontal flip (training only), then
+    per-channel normalisation with the training set's statistics."""
+    device = torch.device(device or "cpu")
+    to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    images = torch.cat([to_tensor(train_images), to_tensor(test_images)]).permute(0, 3, 1, 2).contiguous().to(device)
+    labels = torch.cat([to_tensor(train_labels), to_tensor(test_labels)]).long().to(device)
+    n_train = len(train_images)
+    train_float = images[:n_train].float().div_(255)
+    mean, std = train_float.mean(dim=(0, 2, 3)), train_float.std(dim=(0, 2, 3))
+    del train_float
+    after_batch = [IntToFloatTensor(), PadCropFlip(pad), Normalize.from_stats(mean, std, cuda=device.type == "cuda")]
+    if channels_last:
+        after_batch.append(ChannelsLast())
+    common = dict(images=images, labels=labels, after_batch=after_batch, device=device)
+    train = TensorBatchDL(Rows(range(n_train), 0), bs=bs, shuffle=True, drop_last=True, **common)
+    test = TensorBatchDL(Rows(range(n_train, len(images)), 1), bs=val_bs, **common)
+    return DataLoaders(train, test, device=device)

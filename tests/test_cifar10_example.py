@@ -1,0 +1,139 @@
+"""examples/cifar10.py: every method, both schedules and user label files, on tiny synthetic
+images (and on the real CIFAR-10 file where it is there)."""
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+from _images import FILES, data_dir, tensor_dataloaders  # noqa: E402
+from cifar10 import METHODS, complete, parser, train  # noqa: E402
+
+
+def synthetic_cifar(n_train=256, n_test=64, seed=0):
+    """Colour-coded 32x32 images: class c has its mean brightness in channel c % 3 raised."""
+    rng = np.random.default_rng(seed)
+
+    def images(labels):
+        x = rng.integers(0, 128, (len(labels), 32, 32, 3))
+        x[np.arange(len(labels)), :, :, labels % 3] += 12 * labels[:, None, None]
+        return x.clip(0, 255).astype(np.uint8)
+
+    y_train, y_test = rng.integers(0, 10, n_train), rng.integers(0, 10, n_test)
+    return images(y_train), y_train, images(y_test), y_test
+
+
+def run(*argv, arrays=None):
+    args = complete(parser().parse_args(["--width", "4", "--bs", "32", "--quiet", *argv]))
+    args.arrays = arrays or synthetic_cifar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train(args)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_and_reports(method):
+    result, learn = run("--method", method, "--schedule", "one-cycle", "--epochs", "3", "--noise", "0.5")
+    assert len(result["acc_per_epoch"]) == len(result["seconds_per_epoch"]) == 3
+    assert 0 < result["wrong_label_rate"] < 0.6 and result["noise_type"] == "symmetric"
+    cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
+    assert (cb is None) == (method in ("ce", "mixup"))
+    if cb is not None:
+        assert len(result["auc_per_epoch"]) == 3 and all(0 <= a <= 1 for a in result["auc_per_epoch"])
+        assert cb.bootstrap == {"m-dyr-h": "hard", "m-dyr-s": "soft", "md-dyr-sh": "soft-to-hard"}[method]
+        assert cb.detector_mixing == (method == "md-dyr-sh")
+
+
+def test_paper_schedule_steps_the_learning_rate_at_a_third_and_five_sixths():
+    result, learn = run("--method", "md-dyr-sh", "--schedule", "paper", "--epochs", "6", "--lr", "0.1", "--noise", "0.5")
+    lrs = np.asarray(learn.recorder.hps["lr"]).reshape(6, -1)[:, 0]
+    np.testing.assert_allclose(lrs, [0.1, 0.1, 0.01, 0.01, 0.01, 0.001], rtol=1e-6)
+    cb = learn.dynamic_bootstrap_mix_up
+    # Epochs 105, and 110 -> 200, of 300, scaled to 6: warm-up 2 epochs, sharpening over epochs 2 -> 4.
+    assert cb.warmup_epochs == 2 and cb.sharpening_epochs == (2, 4)
+    opt_state = learn.opt.hypers[0]
+    assert opt_state["mom"] == 0.9 and opt_state["wd"] == pytest.approx(1e-4)
+
+
+def test_asymmetric_noise_flips_only_the_usual_pairs():
+    arrays = synthetic_cifar()
+    result, learn = run("--method", "ce", "--schedule", "one-cycle", "--epochs", "1", "--noise", "0.4",
+                        "--noise-type", "asymmetric", arrays=arrays)
+    given = learn.dls.train.labels[: len(arrays[1])].cpu().numpy()
+    flipped = given != arrays[1]
+    assert flipped.any() and result["noise_type"] == "asymmetric"
+    pairs = set(zip(arrays[1][flipped].tolist(), given[flipped].tolist()))
+    assert pairs <= {(9, 1), (2, 0), (4, 7), (3, 5), (5, 3)}
+
+
+def test_a_label_file_replaces_the_injected_noise(tmp_path):
+    arrays = synthetic_cifar()
+    labels = arrays[1].copy()
+    labels[:40] = (labels[:40] + 1) % 10
+    path = tmp_path / "labels.npy"
+    np.save(path, labels)
+    result, learn = run("--method", "m-dyr-h", "--schedule", "one-cycle", "--epochs", "2", "--labels", str(path),
+                        arrays=arrays)
+    assert result["noise_type"] == "labels file" and result["wrong_label_rate"] == pytest.approx(40 / 256)
+    np.testing.assert_array_equal(learn.dynamic_bootstrap_mix_up.noise_mask, np.arange(256) < 40)
+    np.testing.assert_array_equal(learn.dls.train.labels[:256].cpu().numpy(), labels)
+
+
+@pytest.mark.parametrize("content, message", [
+    (np.zeros((256, 2), dtype=np.int64), "1-D array with one label per training image"),
+    (np.zeros(100, dtype=np.int64), "1-D array with one label per training image"),
+    (np.full(256, 0.5), "integer class indices in 0..9"),
+    (np.full(256, 10), "integer class indices in 0..9"),
+    (np.array([{"a": 1}] * 256, dtype=object), "object arrays are not accepted"),
+])
+def test_bad_label_files_say_what_is_accepted(tmp_path, content, message):
+    path = tmp_path / "labels.npy"
+    np.save(path, content, allow_pickle=True)
+    with pytest.raises(SystemExit, match=message):
+        run("--method", "ce", "--epochs", "1", "--labels", str(path))
+
+
+def test_a_missing_label_file_is_named():
+    with pytest.raises(SystemExit, match="existing .npy file.*missing.npy"):
+        run("--method", "ce", "--epochs", "1", "--labels", "missing.npy")
+
+
+def test_batches_come_from_the_tensors_augmented_only_for_training():
+    x_train, y_train, x_test, y_test = synthetic_cifar(n_train=64, n_test=16)
+    dls = tensor_dataloaders(x_train, y_train, x_test, y_test, bs=16, channels_last=True)
+    normalise = dls.train.after_batch.fs[-2]
+    expected = (torch.from_numpy(x_test).permute(0, 3, 1, 2).float() / 255 - normalise.mean.view(1, 3, 1, 1)) / normalise.std.view(1, 3, 1, 1)
+    xb, yb = dls.valid.one_batch()
+    torch.testing.assert_close(xb.as_subclass(torch.Tensor), expected)
+    assert torch.equal(yb.as_subclass(torch.Tensor), torch.from_numpy(y_test))
+    assert xb.is_contiguous(memory_format=torch.channels_last)
+    # The callback's loss pass: training set, dataset order, split 1 (no crop, no flip).
+    ordered = dls.train.new(shuffle=False, drop_last=False, bs=64)
+    with dls.train.dataset.set_split_idx(1):
+        plain = next(iter(ordered))[0]
+    augmented = next(iter(ordered))[0]
+    assert plain.shape == augmented.shape == (64, 3, 32, 32)
+    assert not torch.equal(plain, augmented)
+
+
+def test_the_script_on_real_cifar10(tmp_path):
+    directory = data_dir()
+    if directory is None or not (directory / FILES["cifar10"]).is_file():
+        pytest.skip("CIFAR-10 not found: set LNC_DATA_DIR to a folder with cifar10_jpeg.npz")
+    out = tmp_path / "run.json"
+    result = subprocess.run(
+        [sys.executable, "cifar10.py", "--schedule", "one-cycle", "--epochs", "1", "--n-train", "512", "--n-test", "256",
+         "--width", "4", "--method", "m-dyr-h", "--noise", "0.8", "--quiet", "--out", str(out)],
+        cwd=EXAMPLES, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the 10 most suspect training images" in result.stdout
+    run_numbers = json.loads(out.read_text())
+    assert run_numbers["method"] == "m-dyr-h" and 0.6 < run_numbers["wrong_label_rate"] < 0.85
