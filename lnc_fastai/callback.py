@@ -111,7 +111,8 @@ def _check_sharpening(sharpening):
         raise ValueError(f"sharpening must be a (start, end) pair of epochs or fractions of the run, got {sharpening!r}")
     for value in sharpening:
         _epochs(value, 1, "sharpening")  # validates
-    if _epochs(sharpening[1], 1000, "sharpening") < _epochs(sharpening[0], 1000, "sharpening"):
+    start, end = sharpening
+    if isinstance(start, float) == isinstance(end, float) and end < start:
         raise ValueError(f"sharpening must end after it starts, got {sharpening!r}")
     return tuple(sharpening)
 
@@ -223,6 +224,11 @@ class DynamicBootstrapMixUp(Callback):
     def before_fit(self):
         self.warmup_epochs = _epochs(self.warmup, self.n_epoch)
         self.sharpening_epochs = tuple(_epochs(value, self.n_epoch, "sharpening") for value in self.sharpening)
+        if self.sharpening_epochs[1] < self.sharpening_epochs[0]:
+            raise ValueError(
+                f"sharpening must end after it starts; {self.sharpening!r} in a run of {self.n_epoch} epochs "
+                f"is epochs {self.sharpening_epochs}"
+            )
         n = len(self.dls.train.dataset)
         if self.noise_mask is not None and len(self.noise_mask) != n:
             raise ValueError(f"noise_mask has {len(self.noise_mask)} entries but the training set has {n} samples")

@@ -382,3 +382,11 @@ def test_bad_sharpening_says_what_is_accepted():
     for bad in ((5, 2), (0.2,), "early", (0.5, 1.5)):
         with pytest.raises(ValueError, match="sharpening must"):
             DynamicBootstrapMixUp(sharpening=bad)
+
+
+def test_sharpening_that_ends_before_it_starts_in_this_run_stops_before_training():
+    cb = DynamicBootstrapMixUp(sharpening=(3, 0.1))  # epoch 3 to a tenth of a 4-epoch run
+    learn = tensor_learner(cb)
+    with pytest.raises(ValueError, match=r"in a run of 4 epochs is epochs \(3, 0\)"):
+        quiet_fit(learn, epochs=4)
+    assert isinstance(learn.loss_func, CrossEntropyLossFlat) and not learn.metrics
