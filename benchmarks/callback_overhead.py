@@ -14,6 +14,7 @@ the same for all). Variants:
   the CPU every batch for the detector's posterior.
 
 Run: ``python benchmarks/callback_overhead.py --dataset fashion_mnist --n-train 10000 --rounds 3``
+(the paper's network: ``--dataset cifar10 --model preact-resnet18 --width 16``)
 """
 
 import argparse
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples")]
 from _images import as_float_images, image_dataloaders, load_arrays, small_cnn  # noqa: E402
+from preact_resnet import PreActResNet18  # noqa: E402
 from benchmarks._report import markdown_table, write_results  # noqa: E402
 from fastai.basics import Callback, CrossEntropyLossFlat, Learner  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
@@ -107,7 +109,8 @@ def make_learner(callback, data, args):
     torch.manual_seed(args.seed)
     dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs)
     timer = TrainTimer()
-    learn = Learner(dls, small_cnn(x_train.shape[1]), loss_func=CrossEntropyLossFlat(), cbs=[callback, _Start(timer), _Stop(timer)])
+    model = small_cnn(x_train.shape[1]) if args.model == "small-cnn" else PreActResNet18(width=args.width, in_channels=x_train.shape[1])
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=[callback, _Start(timer), _Stop(timer)])
     return learn, timer
 
 
@@ -119,6 +122,8 @@ def main():
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--bs", type=int, default=128)
     parser.add_argument("--noise", type=float, default=0.5)
+    parser.add_argument("--model", default="small-cnn", choices=["small-cnn", "preact-resnet18"])
+    parser.add_argument("--width", type=int, default=16, help="preact-resnet18's first-stage channels (64 in the paper)")
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs per method")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -171,7 +176,9 @@ def main():
         bare_forward = time.perf_counter() - start
     lines = [
         f"Data: first {args.n_train} {args.dataset} training images ({args.noise:g} symmetric noise), batch "
-        f"{args.bs}, random crop and flip on the batch; small CNN from `examples/_images.py`; device: {device}. "
+        f"{args.bs}, random crop and flip on the batch; "
+        + ("small CNN from `examples/_images.py`" if args.model == "small-cnn" else f"PreAct ResNet-18 at width {args.width} (`examples/preact_resnet.py`)")
+        + f"; device: {device}. "
         "Timed: training batches plus, for the bootstrapping variants, the per-epoch loss pass over the "
         "training set and the detector refit. Median of the timed epochs, after one untimed epoch each; "
         "variants interleaved round-robin in one process.",
@@ -183,7 +190,8 @@ def main():
         f"{bare_forward / base:.2f} of a MixUp epoch on this device. The loss pass costs at least that, "
         "and the extra forward per batch about as much again.",
     ]
-    path = write_results(f"callback_overhead_{args.dataset}_{'gpu' if device.type == 'cuda' else 'cpu'}.md",
+    model_tag = "" if args.model == "small-cnn" else f"_{args.model}_w{args.width}"
+    path = write_results(f"callback_overhead_{args.dataset}{model_tag}_{'gpu' if device.type == 'cuda' else 'cpu'}.md",
                          "DynamicBootstrapMixUp overhead per epoch", lines)
     print(f"written {path}")
 

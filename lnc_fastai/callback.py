@@ -68,9 +68,7 @@ def mix_inputs(xb, partner, lam):
     the codes of its heavier partner."""
     mixed = []
     for x in xb:
-        weight = lam
-        if torch.is_tensor(lam):
-            weight = lam.to(x.device).view(-1, *[1] * (x.ndim - 1))
+        weight = lam.to(x.device).view(-1, *[1] * (x.ndim - 1)) if torch.is_tensor(lam) else lam
         if torch.is_floating_point(x):
             mixed.append(torch.lerp(x[partner], x, weight.to(x.dtype) if torch.is_tensor(weight) else weight))
         elif torch.is_tensor(weight):
@@ -130,7 +128,7 @@ class DynamicBootstrapMixUp(Callback):
         Mixup's ``Beta(alpha, alpha)``; one mixing weight per batch. The paper uses 32.
     warmup : int or float
         Epochs of plain mixup before bootstrapping starts (an int), or that fraction of the run (a
-        float in [0, 1)). The default 0.35 is the paper's 105 of 300 epochs. The detector is
+        float in [0, 1]). The default 0.35 is the paper's 105 of 300 epochs. The detector is
         refitted after every epoch, warm-up included.
     detector_mixing : bool
         While bootstrapping, mix each pair in proportion to how clean the detector finds each

@@ -390,3 +390,11 @@ def test_sharpening_that_ends_before_it_starts_in_this_run_stops_before_training
     with pytest.raises(ValueError, match=r"in a run of 4 epochs is epochs \(3, 0\)"):
         quiet_fit(learn, epochs=4)
     assert isinstance(learn.loss_func, CrossEntropyLossFlat) and not learn.metrics
+
+
+def test_per_sample_mixing_weights_mix_each_pair_by_its_own_share():
+    floats, codes = torch.tensor([[0.0], [10.0], [4.0]]), torch.tensor([[1], [2], [3]])
+    partner, lam = torch.tensor([1, 2, 0]), torch.tensor([0.75, 0.5, 0.2])
+    mixed_floats, mixed_codes = mix_inputs((floats, codes), partner, lam)
+    torch.testing.assert_close(mixed_floats, torch.tensor([[2.5], [7.0], [0.8]]))
+    assert torch.equal(mixed_codes, torch.tensor([[1], [2], [1]]))  # the heavier partner's codes
