@@ -26,7 +26,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples")]
 from _images import load_arrays  # noqa: E402
-from benchmarks._report import RESULTS, markdown_table, write_json, write_results  # noqa: E402
+from benchmarks._report import RESULTS, environment, markdown_table, write_json, write_results  # noqa: E402
 from cifar10 import METHODS, complete, parser, train  # noqa: E402
 
 LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S",
@@ -68,6 +68,8 @@ def write_tables(runs, args, json_path):
         "",
         markdown_table(by_method("median_seconds"), "{:.1f}"),
     ]
+    lines += ["", "Commands that produced the runs above (each run records its own):", ""]
+    lines += [f"- `{command}`" for command in dict.fromkeys(frame.command)]
     if "auc_per_epoch" in frame:
         lines += ["", "## Detector ROC-AUC per epoch against the true noise mask", ""]
         for row in frame.dropna(subset=["auc_per_epoch"]).itertuples():
@@ -88,12 +90,19 @@ def main():
     args = complete(args)
     args.arrays = load_arrays("cifar10", args.data_dir)  # decoded once for every run
     json_path = RESULTS / f"cifar10_{args.tag}.json"
-    runs = [] if args.fresh or not json_path.exists() else json.loads(json_path.read_text())["runs"]
+    runs = []
+    if json_path.exists() and not args.fresh:
+        earlier = json.loads(json_path.read_text())
+        # Runs saved before runs recorded their command came from the command the file records.
+        recorded = next(line for line in earlier["environment"] if line.startswith("- command:"))
+        runs = [{"command": recorded.split("`")[1], **run} for run in earlier["runs"]]
+    command = environment()[0].split("`")[1]
     settings = {k: v for k, v in vars(args).items() if k != "arrays"}
     for noise in args.noise_rates:
         for method in args.methods:
             args.noise, args.method = noise, method
             result, _ = train(args)
+            result["command"] = command
             runs = [r for r in runs if (r["method"], r["noise"]) != (method, noise)] + [result]
             print(f"{method:>9} r={noise:g}: last {result['last_acc']:.4f} best {result['best_acc']:.4f} "
                   f"({sum(result['seconds_per_epoch']):.0f} s)", flush=True)
