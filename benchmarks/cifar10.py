@@ -37,14 +37,15 @@ def write_tables(runs, args, json_path):
     frame = pd.DataFrame(runs)
     order = [m for m in METHODS if m in set(frame.method)]
 
-    def by_method(column):
-        table = frame.pivot(index="method", columns="noise", values=column).reindex(order)
+    def by_method(column):  # cells as text; "-" where a method did not run at a rate
+        table = frame.pivot(index="method", columns="noise", values=column).reindex(order).fillna("-")
         table.columns = [f"r = {c:g}" for c in table.columns]
         table.index = [LABELS[m] for m in table.index]
         return table.reset_index().rename(columns={"index": "method"})
 
     frame["cell"] = [f"{a:.4f} / {b:.4f}" for a, b in zip(frame.last_acc, frame.best_acc)]
-    frame["median_seconds"] = [float(np.median(s)) for s in frame.seconds_per_epoch]
+    frame["median_seconds"] = [f"{np.median(s):.1f}" for s in frame.seconds_per_epoch]
+    frame["classes_predicted"] = frame.classes_predicted.astype(str)
     lines = [
         f"Data: the first {args.n_train or 50000} CIFAR-10 training images with symmetric noise (rate r: that fraction "
         f"relabelled uniformly at random, true class included; seed {args.seed}), the first {args.n_test or 10000} test "
@@ -66,7 +67,7 @@ def write_tables(runs, args, json_path):
         "",
         "## Median seconds per epoch (training, the callback's loss pass, validation)",
         "",
-        markdown_table(by_method("median_seconds"), "{:.1f}"),
+        markdown_table(by_method("median_seconds")),
     ]
     lines += ["", "Commands that produced the runs above (each run records its own):", ""]
     lines += [f"- `{command}`" for command in dict.fromkeys(frame.command)]
@@ -84,11 +85,11 @@ def main():
     p.add_argument("--noise-rates", dest="noise_rates", type=float, nargs="+", default=[0.0, 0.5, 0.8])
     p.add_argument("--tag", default="cpu", help="results go to results/cifar10_<tag>.{md,json}")
     p.add_argument("--fresh", action="store_true", help="discard earlier runs in the JSON file")
+    p.add_argument("--tables-only", action="store_true", help="rewrite results/cifar10_<tag>.md from its JSON file, run nothing")
     p.set_defaults(schedule="one-cycle", quiet=True)
     args = p.parse_args()
     args.noise = args.noise_rates[0]
     args = complete(args)
-    args.arrays = load_arrays("cifar10", args.data_dir)  # decoded once for every run
     json_path = RESULTS / f"cifar10_{args.tag}.json"
     runs = []
     if json_path.exists() and not args.fresh:
@@ -96,8 +97,14 @@ def main():
         # Runs saved before runs recorded their command came from the command the file records.
         recorded = next(line for line in earlier["environment"] if line.startswith("- command:"))
         runs = [{"command": recorded.split("`")[1], **run} for run in earlier["runs"]]
+    if args.tables_only:  # described with the settings the runs were made with
+        if not runs:
+            raise SystemExit(f"--tables-only: no runs in {json_path} to write a table from")
+        print(f"written {write_tables(runs, argparse.Namespace(**earlier['settings']), json_path)}")
+        return
     command = environment()[0].split("`")[1]
-    settings = {k: v for k, v in vars(args).items() if k != "arrays"}
+    args.arrays = load_arrays("cifar10", args.data_dir)  # decoded once for every run
+    settings = {k: v for k, v in vars(args).items() if k not in ("arrays", "tables_only")}
     for noise in args.noise_rates:
         for method in args.methods:
             args.noise, args.method = noise, method

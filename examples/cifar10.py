@@ -140,7 +140,9 @@ def fit(learn, args):
 
 
 def train(args):
-    """One run; returns a dict of what it measured (accuracy and seconds per epoch, detector AUC)."""
+    """One run of the parsed ``args``; returns ``(numbers, learner)``: accuracy and seconds per
+    epoch, detector AUC, ... and the trained Learner. ``args.arrays``, when set, are the decoded
+    ``(x_train, y_train, x_test, y_test)`` to use instead of loading them (sweeps decode once)."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     fp16 = args.fp16 if args.fp16 is not None else device.type == "cuda"
     channels_last = args.channels_last if args.channels_last is not None else device.type == "cuda"
