@@ -100,7 +100,8 @@ def main():
     if args.tables_only:  # described with the settings the runs were made with
         if not runs:
             raise SystemExit(f"--tables-only: no runs in {json_path} to write a table from")
-        print(f"written {write_tables(runs, argparse.Namespace(**earlier['settings']), json_path)}")
+        settings = argparse.Namespace(**{**earlier["settings"], "tag": args.tag})
+        print(f"written {write_tables(runs, settings, json_path)}")
         return
     command = environment()[0].split("`")[1]
     args.arrays = load_arrays("cifar10", args.data_dir)  # decoded once for every run
