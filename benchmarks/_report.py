@@ -73,3 +73,17 @@ def markdown_table(frame, floatfmt="{:.4f}"):
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * frame.shape[1]]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def method_by_noise(frame, values, labels):
+    """``frame[values]`` as a table with one row per method (named and ordered as in ``labels``,
+    a dict from method key to name) and one column per noise rate; "-" where a method did not
+    run at a rate."""
+    order = [m for m in labels if m in set(frame.method)]
+    table = frame.pivot(index="method", columns="noise", values=values).reindex(order)
+    table = table.astype(object).where(table.notna(), "-")
+    if frame[values].dtype.kind in "iu":  # counts stay integers where the pivot's NaN made them floats
+        table = table.map(lambda v: v if v == "-" else int(v))
+    table.columns = [f"r = {c:g}" for c in table.columns]
+    table.index = [labels[m] for m in table.index]
+    return table.reset_index().rename(columns={"index": "method"})

@@ -26,7 +26,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples")]
 from _images import load_arrays  # noqa: E402
-from benchmarks._report import RESULTS, environment, markdown_table, write_json, write_results  # noqa: E402
+from benchmarks._report import RESULTS, environment, markdown_table, method_by_noise, write_json, write_results  # noqa: E402
 from cifar10 import METHODS, complete, parser, train  # noqa: E402
 
 LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S",
@@ -35,17 +35,11 @@ LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp", "m-dyr-h": "M-DYR-H", 
 
 def write_tables(runs, args, json_path):
     frame = pd.DataFrame(runs)
-    order = [m for m in METHODS if m in set(frame.method)]
-
-    def by_method(column):  # cells as text; "-" where a method did not run at a rate
-        table = frame.pivot(index="method", columns="noise", values=column).reindex(order).fillna("-")
-        table.columns = [f"r = {c:g}" for c in table.columns]
-        table.index = [LABELS[m] for m in table.index]
-        return table.reset_index().rename(columns={"index": "method"})
+    def by_method(values):
+        return method_by_noise(frame, values, LABELS)
 
     frame["cell"] = [f"{a:.4f} / {b:.4f}" for a, b in zip(frame.last_acc, frame.best_acc)]
     frame["median_seconds"] = [f"{np.median(s):.1f}" for s in frame.seconds_per_epoch]
-    frame["classes_predicted"] = frame.classes_predicted.astype(str)
     lines = [
         f"Data: the first {args.n_train or 50000} CIFAR-10 training images with symmetric noise (rate r: that fraction "
         f"relabelled uniformly at random, true class included; seed {args.seed}), the first {args.n_test or 10000} test "

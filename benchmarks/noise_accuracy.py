@@ -24,7 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples")]
 from _images import as_float_images, image_dataloaders, load_arrays, small_cnn  # noqa: E402
-from benchmarks._report import RESULTS, markdown_table, write_json, write_results  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, method_by_noise, write_json, write_results  # noqa: E402
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
@@ -84,13 +84,8 @@ def write_tables(results, args, json_path):
         "## Test accuracy, last epoch / best epoch",
         "",
     ]
-    order = [m for m in METHODS if m in set(frame.method)]
-
     def by_method(values):
-        table = frame.pivot(index="method", columns="noise", values=values).reindex(order)
-        table.columns = [f"r = {c:g}" for c in table.columns]
-        table.index = [LABELS[m] for m in table.index]
-        return table.reset_index().rename(columns={"index": "method"})
+        return method_by_noise(frame, values, LABELS)
 
     frame["cell"] = [f"{a:.4f} / {b:.4f}" for a, b in zip(frame.last_acc, frame.best_acc)]
     lines.append(markdown_table(by_method("cell")))
