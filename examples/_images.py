@@ -1,4 +1,4 @@
-"""Real image data for the examples and benchmarks, as fastai DataLoaders, and a small CNN.
+"""Real image data for the examples and benchmarks as fastai DataLoaders (per-sample, or whole tensors kept on the device), and a small CNN.
 
 Reads ``mnist.npz``, ``fashion_mnist.npz`` or ``cifar10_jpeg.npz`` (official order and labels)
 from ``--data-dir``, else ``$LNC_DATA_DIR``, else ``../shared/data`` beside the repository. Where
