@@ -24,6 +24,11 @@ def _cpu_model():
     return platform.processor() or "unknown"
 
 
+def command_line():
+    """How this benchmark was started, as a shell command relative to the current folder."""
+    return " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+
+
 def environment(packages=("numpy", "scipy", "sklearn", "pandas", "torch", "fastai")):
     """Markdown lines describing how and where the benchmark ran."""
     versions = []
@@ -37,7 +42,7 @@ def environment(packages=("numpy", "scipy", "sklearn", "pandas", "torch", "fasta
     gpu = "none"
     if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
         gpu = sys.modules["torch"].cuda.get_device_name(0)
-    command = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    command = command_line()
     return [
         f"- command: `{command}`",
         f"- machine: {_cpu_model()}, {os.cpu_count()} logical CPUs; GPU: {gpu}",

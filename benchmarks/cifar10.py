@@ -26,7 +26,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples")]
 from _images import load_arrays  # noqa: E402
-from benchmarks._report import RESULTS, environment, markdown_table, method_by_noise, write_json, write_results  # noqa: E402
+from benchmarks._report import RESULTS, command_line, markdown_table, method_by_noise, write_json, write_results  # noqa: E402
 from cifar10 import METHODS, complete, parser, train  # noqa: E402
 
 LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S",
@@ -97,7 +97,7 @@ def main():
         settings = argparse.Namespace(**{**earlier["settings"], "tag": args.tag})
         print(f"written {write_tables(runs, settings, json_path)}")
         return
-    command = environment()[0].split("`")[1]
+    command = command_line()
     args.arrays = load_arrays("cifar10", args.data_dir)  # decoded once for every run
     settings = {k: v for k, v in vars(args).items() if k not in ("arrays", "tables_only")}
     for noise in args.noise_rates:

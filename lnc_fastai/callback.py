@@ -250,7 +250,7 @@ class DynamicBootstrapMixUp(Callback):
         self._old_loss_func, self.learn.loss_func = self.learn.loss_func, self._loss
         # Buffers (BatchNorm's running statistics) move in the training forward itself, before the
         # loss can be checked: keep a copy of the last good ones to put back if a batch is skipped.
-        self._model_buffers = [b for b in self.model.buffers()]
+        self._model_buffers = list(self.model.buffers())
         self._good_buffers = [b.detach().clone() for b in self._model_buffers]
 
     def _restore_loss_func(self):
@@ -299,9 +299,8 @@ class DynamicBootstrapMixUp(Callback):
             logits = _plain(model(*xb)).float()
         losses = F.cross_entropy(logits, _plain(labels), reduction="none")
         self.table.to(losses.device)
-        if self.bootstrap == "soft-to-hard":
-            return self.table(losses), bootstrap_targets(logits, "soft", self.temperature)
-        return self.table(losses), bootstrap_targets(logits, self.bootstrap)
+        kind = "soft" if self.bootstrap == "soft-to-hard" else self.bootstrap
+        return self.table(losses), bootstrap_targets(logits, kind, self.temperature)
 
     @property
     def temperature(self):
@@ -501,7 +500,8 @@ class DynamicBootstrapMixUp(Callback):
         ``item`` is the file path or row label where fastai knows it, else the sample's index;
         ``given_class``/``predicted_class`` appear when the data has a vocabulary, ``mean_p_noisy``
         and ``epochs_flagged`` (the sample's history) with ``keep_trace=True``,
-        ``given_label_probability`` with ``trace_probs=True``, ``truly_noisy`` with a noise mask. Samples whose loss was not finite have no ``p_noisy`` and rank last.
+        ``given_label_probability`` with ``trace_probs=True``, ``truly_noisy`` with a noise mask.
+        Samples whose loss was not finite have no ``p_noisy`` and rank last.
         """
         if self.losses_ is None:
             raise RuntimeError("no epoch has been tracked yet: fit the learner with this callback first")
