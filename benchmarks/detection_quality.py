@@ -9,7 +9,8 @@ mask:
 
 - Beta mixture, paper configuration: 10 EM iterations from the paper's start, read as the
   reference code reads it (100-point table made non-decreasing past its peak only).
-- Beta mixture, lnc default: the same fit through lnc's exact monotone posterior.
+- Beta mixture, lnc default: the same start and schedule with anchored M-steps
+  (``init_params="anchored"``), read through lnc's exact monotone posterior.
 - Gaussian mixture (DivideMix's detector).
 - Raw loss ranking (no model at all).
 - cleanlab's label-quality scores (self-confidence, normalized margin, confidence-weighted
@@ -65,11 +66,12 @@ def _mixture_scores(losses):
     values = losses[finite]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        paper = BetaMixtureNoiseDetector(max_iter=10, tol=0, init_params="paper").fit(values)
         beta = BetaMixtureNoiseDetector().fit(values)
         gaussian = GaussianMixtureNoiseDetector(random_state=0).fit(values)
         raw_gaussian = GaussianMixtureNoiseDetector(random_state=0, monotone=False).fit(values)
         scores = {
-            PAPER_BETA: reference_high_end_fix(beta, values),
+            PAPER_BETA: reference_high_end_fix(paper, values),
             LNC_BETA: beta.predict_proba(values)[:, 1],
             RAW_GAUSSIAN: raw_gaussian.predict_proba(values)[:, 1],
             LNC_GAUSSIAN: gaussian.predict_proba(values)[:, 1],
