@@ -4,7 +4,7 @@ Fits the same loss arrays (N = 5e4, 1e6, 1e7) with
   (a) a straightforward re-implementation of the reference (``reference_bmm.py``:
       ``scipy.stats.beta.pdf`` in the E-step, 10 iterations),
   (b) ``BetaMixtureNoiseDetector(max_iter=10, tol=0, init_params="paper")``,
-  (c) ``BetaMixtureNoiseDetector()`` (the default: the paper's schedule, so (b) again),
+  (c) ``BetaMixtureNoiseDetector()`` (the default: (b)'s start and schedule, anchored M-steps),
   (d) ``GaussianMixtureNoiseDetector()`` (DivideMix's settings),
   (e) ``BetaMixtureNoiseDetector(max_iter=1000, tol=1e-6)`` (EM to convergence),
 all in one process, and reports seconds (best of ``--repeats``), peak memory traced during

@@ -31,8 +31,8 @@ def main():
     search = GridSearchCV(
         BetaMixtureNoiseDetector(),
         [
-            {"init_params": ["paper", "kmeans"], "max_iter": [10], "tol": [0]},  # paper-style
-            {"init_params": ["paper", "kmeans"], "percentiles": [(5, 95), (1, 99)]},
+            {"init_params": ["anchored", "paper", "kmeans"], "max_iter": [10], "tol": [0]},
+            {"init_params": ["anchored", "paper", "kmeans"], "percentiles": [(5, 95), (1, 99)]},
         ],
         cv=3,
     )

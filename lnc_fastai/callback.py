@@ -144,9 +144,10 @@ class DynamicBootstrapMixUp(Callback):
     detector : estimator, optional
         Anything with ``fit`` and ``predict_proba`` over a column of per-sample values whose column
         1 is p(noisy); a detector with ``input_type="confidence"`` is given ``exp(-loss)``. The
-        default is ``BetaMixtureNoiseDetector()``, refitted from the paper's start every epoch as
-        the reference does (warm-started refits were seen to drift into two identical components
-        and stay there). A fit that raises keeps the previous fit and warns.
+        default is ``BetaMixtureNoiseDetector()``, refitted from the paper's start (anchored
+        M-steps) every epoch as the reference refits (warm-started refits were seen to drift
+        into two identical components and stay there). A fit that raises keeps the previous
+        fit and warns.
     noise_mask : array of bool, optional
         The true "is mislabelled" flag of each training sample, in dataset order, for
         experiments: adds the detector's ROC-AUC to the history and the progress table.
