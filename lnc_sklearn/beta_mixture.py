@@ -14,7 +14,7 @@ import numbers
 import warnings
 
 import numpy as np
-from scipy.special import betaln, expit
+from scipy.special import betaln
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -204,9 +204,9 @@ def fit_beta_mixture(x, alphas, betas, weights, *, max_iter, tol, anchored=False
     ``x`` must lie strictly inside (0, 1). With ``tol=0`` exactly ``max_iter`` iterations
     run (the reference); otherwise EM stops when the mean log-likelihood per sample changes
     by less than ``tol``. With ``anchored=True`` every M-step is followed by
-    ``anchor_to_ends``, so component 0 must start as the clean one. Returns a dict with ``alphas``, ``betas``, ``weights``,
-    ``n_iter``, ``converged``, ``log_likelihood`` (mean per sample, final parameters) and
-    ``problems`` (the degeneracies met, for a warning).
+    ``anchor_to_ends``, so component 0 must start as the clean one. Returns a dict with
+    ``alphas``, ``betas``, ``weights``, ``n_iter``, ``converged``, ``log_likelihood`` (mean
+    per sample, final parameters) and ``problems`` (the degeneracies met, for a warning).
 
     >>> rng = np.random.default_rng(0)
     >>> x = np.concatenate([rng.beta(1, 8, 8000), rng.beta(6, 2, 2000)])
@@ -310,13 +310,14 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
           reference fit.
         - ``"anchored"``: the same start; after every M-step the clean component may not
           pile up at the noisy end (its beta is kept >= 1) nor the noisy one at the clean
-          end (alpha >= 1), see ``anchor_to_ends``. Without this a component can turn
-          U-shaped, take the cleanest and the noisiest samples at once and end with the
-          higher mean, so that "noisy" names the wrong component: on a Fashion-MNIST run
-          at 80% noise this read p(noisy) = 0.26 on average where 72% were wrong. On the
-          real traces of ``benchmarks/results/detector_quality.md`` anchoring gave better
-          Brier scores and noise-rate estimates than the plain fit; where no component
-          tries to pile up at the wrong end it is the paper's fit.
+          end (alpha >= 1), see ``anchor_to_ends``. Without this the clean component can
+          turn U-shaped, take the cleanest and the noisiest samples at once and end with
+          the higher mean; it is then called noisy, and the bulk of the samples clean: on
+          a Fashion-MNIST run at 80% noise this read p(noisy) = 0.26 on average where 72%
+          were wrong. Over the real traces of ``benchmarks/results/detector_quality.md``
+          anchoring gave better mean Brier scores and noise-rate estimates than the plain
+          fit (not on every trace); where no component tries to pile up at the wrong end
+          it is the paper's fit.
         - ``"kmeans"``: a 1-D two-means split of the normalised values, each side fitted
           by moments; plain M-steps.
     warm_start : bool, default=False

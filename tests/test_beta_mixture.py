@@ -119,8 +119,9 @@ def test_anchoring_keeps_noisy_the_noisy_component_on_real_losses():
     # with 80% symmetric noise (every 2nd sample of the trace written by
     # `benchmarks/make_loss_traces.py --dataset fashion_mnist --noise 0.8`, as float16).
     # The paper's fit ends with its clean component U-shaped (alpha, beta < 1), holding
-    # the cleanest and the noisiest samples, and with the higher mean: "noisy" then names
-    # the bulk's component and p(noisy) averages 0.25 where 72% of labels are wrong.
+    # the cleanest and the noisiest samples, and with the higher mean: it is then called
+    # noisy, the bulk of the samples clean, and p(noisy) averages 0.25 where 72% of the
+    # labels are wrong.
     data = np.load(Path(__file__).parent / "data" / "fashion_mnist_sym80_epoch10.npz")
     losses = data["losses"].astype(np.float64)
     changed = np.unpackbits(data["changed"])[: int(data["n"])]
