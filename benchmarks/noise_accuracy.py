@@ -29,7 +29,7 @@ from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
-from lnc_sklearn import symmetric_noise  # noqa: E402
+from lnc_sklearn import BetaMixtureNoiseDetector, symmetric_noise  # noqa: E402
 
 METHODS = ("ce", "mixup", "m-dyr-h", "m-dyr-s")
 LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp (alpha 32)", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S"}
@@ -41,7 +41,9 @@ def callbacks(method, changed, args):
     if method == "mixup":
         return [MixUp(alpha=args.alpha)]
     bootstrap = "hard" if method == "m-dyr-h" else "soft"
-    return [DynamicBootstrapMixUp(bootstrap=bootstrap, alpha=args.alpha, warmup=args.warmup, noise_mask=changed)]
+    detector = BetaMixtureNoiseDetector(init_params=getattr(args, "detector_init", "anchored"))
+    return [DynamicBootstrapMixUp(bootstrap=bootstrap, alpha=args.alpha, warmup=args.warmup, noise_mask=changed,
+                                  detector=detector)]
 
 
 def run(method, noise, data, args):
