@@ -41,7 +41,7 @@ def callbacks(method, changed, args):
     if method == "mixup":
         return [MixUp(alpha=args.alpha)]
     bootstrap = "hard" if method == "m-dyr-h" else "soft"
-    detector = BetaMixtureNoiseDetector(init_params=getattr(args, "detector_init", "anchored"))
+    detector = BetaMixtureNoiseDetector(init_params=args.detector_init)
     return [DynamicBootstrapMixUp(bootstrap=bootstrap, alpha=args.alpha, warmup=args.warmup, noise_mask=changed,
                                   detector=detector)]
 
@@ -79,7 +79,8 @@ def write_tables(results, args, json_path):
         f"fraction relabelled uniformly, true class included), {args.n_test or 'all'} clean test images. Model: small CNN "
         f"(`examples/_images.py`); `fit_one_cycle({args.epochs}, {args.lr})` with Adam, batch {args.bs}, "
         f"{'no augmentation' if args.no_augment else 'random crop (pad 2) and flip'}; seed {args.seed} for every run. Mixup alpha {args.alpha} (one weight per batch "
-        f"for M-DYR, fastai's per-sample max(lam, 1-lam) for MixUp); M-DYR warm-up {args.warmup} of the run.",
+        f"for M-DYR, fastai's per-sample max(lam, 1-lam) for MixUp); M-DYR warm-up {args.warmup} of the run, "
+        f"detector `BetaMixtureNoiseDetector(init_params=\"{args.detector_init}\")`.",
         "",
         f"Raw per-run numbers (accuracy per epoch, AUC per epoch): `{json_path.relative_to(REPO)}`.",
         "",
@@ -116,6 +117,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.2, 0.5, 0.8, 0.9])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--detector-init", default="anchored", choices=["anchored", "paper", "kmeans"],
+                        help="init_params of the M-DYR runs' BetaMixtureNoiseDetector")
     parser.add_argument("--tag", default="", help="suffix of the results files, to keep exploratory runs apart")
     parser.add_argument("--fresh", action="store_true", help="discard earlier results in the JSON file")
     args = parser.parse_args()
