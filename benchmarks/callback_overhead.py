@@ -14,10 +14,13 @@ the same for all). Variants:
   the CPU every batch for the detector's posterior.
 
 Run: ``python benchmarks/callback_overhead.py --dataset fashion_mnist --n-train 10000 --rounds 3``
-(the paper's network: ``--dataset cifar10 --model preact-resnet18 --width 16``)
+(the paper's network: ``--dataset cifar10 --model preact-resnet18 --width 16``). On a GPU, with the
+data on the device as ``examples/cifar10.py`` keeps it (mixed precision and channels-last are then
+on by default): ``--dataset cifar10 --model preact-resnet18 --width 64 --n-train 50000 --loader tensor``.
 """
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -30,10 +33,12 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples")]
-from _images import as_float_images, image_dataloaders, load_arrays, small_cnn  # noqa: E402
+from _images import as_float_images, image_dataloaders, load_arrays, small_cnn, tensor_dataloaders  # noqa: E402
 from preact_resnet import PreActResNet18  # noqa: E402
-from benchmarks._report import markdown_table, write_results  # noqa: E402
+from benchmarks._report import markdown_table, write_json, write_results  # noqa: E402
 from fastai.basics import Callback, CrossEntropyLossFlat, Learner  # noqa: E402
+from fastai.callback.channelslast import ChannelsLast  # noqa: E402,F401  (adds Learner.to_channelslast)
+from fastai.callback.fp16 import MixedPrecision  # noqa: E402,F401  (adds Learner.to_fp16)
 from fastai.callback.mixup import MixUp  # noqa: E402
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 from lnc_fastai.callback import eval_mode  # noqa: E402
@@ -106,16 +111,48 @@ class _Stop(Callback):
 def make_learner(callback, data, args):
     x_train, noisy, x_test, y_test = data
     torch.manual_seed(args.seed)
-    dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs)
+    if args.loader == "tensor":  # uint8 images on the device, batches cut and augmented there
+        dls = tensor_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs, device=args.device,
+                                 channels_last=args.channels_last)
+    else:
+        dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs)
     timer = TrainTimer()
-    model = small_cnn(x_train.shape[1]) if args.model == "small-cnn" else PreActResNet18(width=args.width, in_channels=x_train.shape[1])
+    channels = 1 if x_train.ndim == 3 else 3 if args.loader == "tensor" else x_train.shape[1]
+    model = small_cnn(channels) if args.model == "small-cnn" else PreActResNet18(width=args.width, in_channels=channels)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=[callback, _Start(timer), _Stop(timer)])
+    if args.channels_last:
+        learn.to_channelslast(use_amp=args.fp16)
+    elif args.fp16:
+        learn.to_fp16()
     return learn, timer
+
+
+def bare_forward_seconds(learn, args):
+    """A bare eval-mode forward over the training images already on the device, in batches of
+    ``4 * bs``, with the runs' precision and memory layout: the least any loss pass costs."""
+    model = learn.model
+    device = next(model.parameters()).device
+    if args.loader == "tensor":
+        images = learn.dls.train.images[: args.n_train].float().div_(255)
+    else:
+        images = as_float_images(args.arrays[0]).to(device)
+    if args.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if args.fp16 and device.type == "cuda" else contextlib.nullcontext()
+    with torch.inference_mode(), eval_mode(model), autocast:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for i in range(0, len(images), 4 * args.bs):
+            model(images[i : i + 4 * args.bs])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist", "cifar10"])
+    parser.add_argument("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist", "cifar10", "synthetic"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--n-test", type=int, default=1000)
@@ -125,12 +162,35 @@ def main():
     parser.add_argument("--width", type=int, default=16, help="preact-resnet18's first-stage channels (64 in the paper)")
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs per method")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loader", default="items", choices=["items", "tensor"],
+                        help="items: fastai Datasets per sample (the CPU figures); tensor: uint8 images kept on the device")
+    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
+                        help="mixed precision (default: on CUDA with --loader tensor)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels-last memory order (default: on CUDA with --loader tensor)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="fewer timed rounds (at least one) where --rounds would not fit in this many seconds")
+    parser.add_argument("--out-name", default=None, help="results file name (default: from dataset, model and device)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = device
+    gpu_path = device.type == "cuda" and args.loader == "tensor"
+    args.fp16 = gpu_path if args.fp16 is None else args.fp16
+    args.channels_last = gpu_path if args.channels_last is None else args.channels_last
+    if args.channels_last and args.loader != "tensor":
+        raise SystemExit("--channels-last needs --loader tensor")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
     x_train, y_train, x_test, y_test = load_arrays(args.dataset, args.data_dir)
     noisy, _ = symmetric_noise(y_train[: args.n_train], args.noise, n_classes=10, random_state=args.seed)
-    data = (as_float_images(x_train[: args.n_train]), noisy, as_float_images(x_test[: args.n_test]), y_test[: args.n_test])
+    args.n_train = len(noisy)
+    if args.loader == "tensor":
+        data = (x_train[: args.n_train], noisy, x_test[: args.n_test], y_test[: args.n_test])
+    else:
+        data = (as_float_images(x_train[: args.n_train]), noisy, as_float_images(x_test[: args.n_test]), y_test[: args.n_test])
+    args.arrays = (x_train[: args.n_train],)
     variants = {
         "fastai MixUp": MixUp(alpha=32.0),
         "DynamicBootstrapMixUp": DynamicBootstrapMixUp(warmup=0),
@@ -140,13 +200,16 @@ def main():
         if isinstance(cb, DynamicBootstrapMixUp):
             time_tracking(cb)
     learners = {name: make_learner(cb, data, args) for name, cb in variants.items()}
-    device = next(iter(learners.values()))[0].dls.device
     # One untimed epoch each: warm caches, and give the bootstrapping callbacks a fitted detector
     # (with warmup=0 every later fit bootstraps from its first batch).
+    started = time.perf_counter()
     for learn, timer in learners.values():
         with learn.no_bar(), learn.no_logging():
             learn.fit(1, 1e-2)
         timer.seconds.clear()
+    if args.max_seconds:  # as many rounds as fit, judged by the (slower) untimed round; at least one
+        spent = time.perf_counter() - started
+        args.rounds = max(1, min(args.rounds, int((args.max_seconds - spent) // spent)))
     for cb in variants.values():
         if hasattr(cb, "tracking_seconds"):
             cb.tracking_seconds.clear()
@@ -165,21 +228,22 @@ def main():
     frame = pd.DataFrame(rows)
     print(frame.to_string(index=False))
     # What any per-epoch loss pass must at least spend: the bare forward over the training set.
-    model, images = learners["DynamicBootstrapMixUp"][0].model, data[0].to(device)
-    with torch.inference_mode(), eval_mode(model):
-        start = time.perf_counter()
-        for i in range(0, len(images), 4 * args.bs):
-            model(images[i : i + 4 * args.bs])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        bare_forward = time.perf_counter() - start
+    bare_forward = bare_forward_seconds(learners["DynamicBootstrapMixUp"][0], args)
+    setting = []
+    if args.fp16:
+        setting.append("mixed precision (fp16)")
+    if args.channels_last:
+        setting.append("channels-last")
     lines = [
         f"Data: first {args.n_train} {args.dataset} training images ({args.noise:g} symmetric noise), batch "
-        f"{args.bs}, random crop and flip on the batch; "
-        + ("small CNN from `examples/_images.py`" if args.model == "small-cnn" else f"PreAct ResNet-18 at width {args.width} (`examples/preact_resnet.py`)")
-        + f"; device: {device}. "
+        f"{args.bs}, random crop and flip on the batch"
+        + ("; uint8 images kept on the device, each batch cut, augmented and normalised there" if args.loader == "tensor"
+           else "; fastai Datasets, one item per sample")
+        + "; " + ("small CNN from `examples/_images.py`" if args.model == "small-cnn" else f"PreAct ResNet-18 at width {args.width} (`examples/preact_resnet.py`)")
+        + f"; device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}"
+        + (f", {', '.join(setting)}" if setting else "") + ". "
         "Timed: training batches plus, for the bootstrapping variants, the per-epoch loss pass over the "
-        "training set and the detector refit. Median of the timed epochs, after one untimed epoch each; "
+        f"training set and the detector refit. Median of the {args.rounds} timed epochs per variant, after one untimed epoch each; "
         "variants interleaved round-robin in one process.",
         "",
         markdown_table(frame, "{:.3f}"),
@@ -190,8 +254,10 @@ def main():
         "and the extra forward per batch about as much again.",
     ]
     model_tag = "" if args.model == "small-cnn" else f"_{args.model}_w{args.width}"
-    path = write_results(f"callback_overhead_{args.dataset}{model_tag}_{'gpu' if device.type == 'cuda' else 'cpu'}.md",
-                         "DynamicBootstrapMixUp overhead per epoch", lines)
+    name = args.out_name or f"callback_overhead_{args.dataset}{model_tag}_{'gpu' if device.type == 'cuda' else 'cpu'}.md"
+    path = write_results(name, "DynamicBootstrapMixUp overhead per epoch", lines)
+    write_json(Path(name).with_suffix(".json").name, {"rows": rows, "bare_forward_seconds": bare_forward,
+                                                      "n_train": args.n_train, "bs": args.bs})
     print(f"written {path}")
 
 

@@ -13,11 +13,18 @@ for 12 epochs::
         --noise-rates 0.8 0.5 0 --methods ce mixup m-dyr-h
 
 GPU (``--tag gpu``): full data, width 64, e.g. ``--epochs 30``, timings per epoch included.
+``--jobs N`` trains N runs at once, each ``examples/cifar10.py`` in a process of its own (a
+batch of 128 keeps an H100/H200 mostly idle, so several runs share it well; their seconds per
+epoch are then shared-GPU times). ``--deadline`` (Unix time) stops the runs still going then; a
+run stopped early keeps its curves so far, marked as cut short in the tables.
 """
 
 import argparse
 import json
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +37,7 @@ from benchmarks._report import RESULTS, command_line, markdown_table, method_by_
 from cifar10 import METHODS, complete, parser, train  # noqa: E402
 
 LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S",
-          "md-dyr-sh": "MD-DYR-SH"}
+          "md-dyr-sh": "MD-DYR-SH", "default": "DynamicBootstrapMixUp()"}
 
 
 def write_tables(runs, args, json_path):
@@ -38,18 +45,27 @@ def write_tables(runs, args, json_path):
     def by_method(values):
         return method_by_noise(frame, values, LABELS)
 
-    frame["cell"] = [f"{a:.4f} / {b:.4f}" for a, b in zip(frame.last_acc, frame.best_acc)]
+    finished = frame.finished if "finished" in frame else pd.Series(True, index=frame.index)
+    frame["cell"] = [f"{a:.4f} / {b:.4f}" + ("" if done else f" (cut short after {len(c)} of {args.epochs} epochs)")
+                     for a, b, done, c in zip(frame.last_acc, frame.best_acc, finished.fillna(True), frame.acc_per_epoch)]
+    if "classes_predicted" not in frame:
+        frame["classes_predicted"] = np.nan
+    frame["classes_predicted"] = frame.classes_predicted.map(lambda v: "-" if pd.isna(v) else int(v))
     frame["median_seconds"] = [f"{np.median(s):.1f}" for s in frame.seconds_per_epoch]
     lines = [
-        f"Data: the first {args.n_train or 50000} CIFAR-10 training images with symmetric noise (rate r: that fraction "
+        f"Data: the first {args.n_train or 50000} "
+        f"{'synthetic (colour-coded random, a smoke test)' if getattr(args, 'synthetic', False) else 'CIFAR-10'} "
+        "training images with symmetric noise (rate r: that fraction "
         f"relabelled uniformly at random, true class included; seed {args.seed}), the first {args.n_test or 10000} test "
         f"images. Model: PreAct ResNet-18 at width {args.width} (the paper: 64). Schedule: {args.schedule}, "
         f"{args.epochs} epochs, SGD momentum 0.9, lr {args.lr}, weight decay {args.wd}, batch {args.bs}; random crop "
         f"(4-pixel padding) and flip. Mixup alpha {args.alpha}; M-DYR warm-up "
         f"{'105/300' if args.schedule == 'paper' else args.warmup} of the run. Device: {frame.device.iloc[0]}"
-        f"{', mixed precision' if frame.fp16.iloc[0] else ''}{', channels-last' if frame.channels_last.iloc[0] else ''}.",
+        f"{', mixed precision' if frame.fp16.iloc[0] else ''}{', channels-last' if frame.channels_last.iloc[0] else ''}."
+        + (f" Runs trained {args.jobs} at a time on that device, each in its own process: their seconds per epoch are "
+           "shared-device times, not one run's." if getattr(args, "jobs", 1) > 1 else ""),
         "",
-        f"Raw numbers per run (accuracy, seconds and detector AUC per epoch): `{json_path.relative_to(REPO)}`.",
+        f"Raw numbers per run (accuracy, seconds and detector AUC per epoch): `benchmarks/results/{json_path.name}`.",
         "",
         "## Test accuracy, last epoch / best epoch",
         "",
@@ -65,6 +81,9 @@ def write_tables(runs, args, json_path):
     ]
     lines += ["", "Commands that produced the runs above (each run records its own):", ""]
     lines += [f"- `{command}`" for command in dict.fromkeys(frame.command)]
+    lines += ["", "## Test accuracy per epoch", ""]
+    for row in frame.itertuples():
+        lines.append(f"- {LABELS[row.method]}, r = {row.noise:g}: " + ", ".join(f"{a:.3f}" for a in row.acc_per_epoch))
     if "auc_per_epoch" in frame:
         lines += ["", "## Detector ROC-AUC per epoch against the true noise mask", ""]
         for row in frame.dropna(subset=["auc_per_epoch"]).itertuples():
@@ -80,6 +99,8 @@ def main():
     p.add_argument("--tag", default="cpu", help="results go to results/cifar10_<tag>.{md,json}")
     p.add_argument("--fresh", action="store_true", help="discard earlier runs in the JSON file")
     p.add_argument("--tables-only", action="store_true", help="rewrite results/cifar10_<tag>.md from its JSON file, run nothing")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in a process of its own")
+    p.add_argument("--deadline", type=float, default=None, help="Unix time at which runs still going are stopped")
     p.set_defaults(schedule="one-cycle", quiet=True)
     args = p.parse_args()
     args.noise = args.noise_rates[0]
@@ -98,18 +119,73 @@ def main():
         print(f"written {write_tables(runs, settings, json_path)}")
         return
     command = command_line()
-    args.arrays = load_arrays("cifar10", args.data_dir)  # decoded once for every run
     settings = {k: v for k, v in vars(args).items() if k not in ("arrays", "tables_only")}
-    for noise in args.noise_rates:
-        for method in args.methods:
-            args.noise, args.method = noise, method
-            result, _ = train(args)
-            result["command"] = command
-            runs = [r for r in runs if (r["method"], r["noise"]) != (method, noise)] + [result]
-            print(f"{method:>9} r={noise:g}: last {result['last_acc']:.4f} best {result['best_acc']:.4f} "
-                  f"({sum(result['seconds_per_epoch']):.0f} s)", flush=True)
-            write_json(json_path.name, {"settings": settings, "runs": runs})
-            write_tables(runs, args, json_path)
+    grid = [(noise, method) for noise in args.noise_rates for method in args.methods]
+
+    def record(result):
+        nonlocal runs
+        result["command"] = command
+        runs = [r for r in runs if (r["method"], r["noise"]) != (result["method"], result["noise"])] + [result]
+        state = "" if result.get("finished", True) else f", cut short after {len(result['acc_per_epoch'])} epochs"
+        print(f"{result['method']:>9} r={result['noise']:g}: last {result['last_acc']:.4f} best {result['best_acc']:.4f} "
+              f"({sum(result['seconds_per_epoch']):.0f} s{state})", flush=True)
+        write_json(json_path.name, {"settings": settings, "runs": runs})
+        write_tables(runs, args, json_path)
+
+    if args.jobs > 1:
+        for result in run_in_processes(grid, args):
+            record(result)
+        return
+    args.arrays = load_arrays("synthetic" if args.synthetic else "cifar10", args.data_dir)  # decoded once for every run
+    for noise, method in grid:
+        args.noise, args.method = noise, method
+        record(train(args)[0])
+
+
+def child_command(args, noise, method, out):
+    """``examples/cifar10.py`` with this sweep's settings for one run."""
+    command = [sys.executable, str(REPO / "examples" / "cifar10.py"), "--method", method, "--noise", f"{noise:g}",
+               "--out", str(out), "--quiet"]
+    for name in ("noise_type", "schedule", "epochs", "lr", "wd", "bs", "alpha", "warmup", "width", "n_train", "n_test",
+                 "seed", "data_dir", "device"):
+        value = getattr(args, name)
+        if value is not None:
+            command += [f"--{name.replace('_', '-')}", str(value)]
+    for flag in ("fp16", "channels_last"):
+        if getattr(args, flag) is not None:
+            command.append(f"--{'' if getattr(args, flag) else 'no-'}{flag.replace('_', '-')}")
+    return command + (["--synthetic"] if args.synthetic else [])
+
+
+def run_in_processes(grid, args):
+    """Yield each run's numbers as it finishes, ``args.jobs`` runs at a time; at the deadline,
+    stop the rest and yield what each wrote so far (``finished`` false)."""
+    folder = Path(tempfile.mkdtemp(prefix="lnc_cifar10_"))
+    pending, running = list(grid), {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            noise, method = pending.pop(0)
+            out = folder / f"{method}_{noise:g}.json"
+            log = open(folder / f"{method}_{noise:g}.log", "w")
+            process = subprocess.Popen(child_command(args, noise, method, out), stdout=log, stderr=subprocess.STDOUT)
+            running[process] = (noise, method, out, log)
+        time.sleep(1)
+        late = args.deadline is not None and time.time() > args.deadline
+        for process in list(running):
+            if process.poll() is None and not late:
+                continue
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
+            noise, method, out, log = running.pop(process)
+            log.close()
+            if out.exists():
+                yield {**json.loads(out.read_text()), **({} if process.returncode == 0 else {"finished": False})}
+            else:
+                tail = (folder / f"{method}_{noise:g}.log").read_text()[-2000:]
+                print(f"{method} r={noise:g}: no epoch finished (exit {process.returncode}); its log ends:\n{tail}", flush=True)
+        if late:
+            pending = []  # no time left to start them
 
 
 if __name__ == "__main__":

@@ -31,8 +31,19 @@ from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 from lnc_sklearn import BetaMixtureNoiseDetector, symmetric_noise  # noqa: E402
 
-METHODS = ("ce", "mixup", "m-dyr-h", "m-dyr-s")
-LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp (alpha 32)", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S"}
+METHODS = ("ce", "mixup", "m-dyr-h", "m-dyr-s", "md-dyr-sh", "md-dyr-sh-share")
+LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp (alpha 32)", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S",
+          "md-dyr-sh": "MD-DYR-SH", "md-dyr-sh-share": "MD-DYR-SH, partners weighed by input share"}
+
+
+class ShareWeightedMdDyrSh(DynamicBootstrapMixUp):
+    """lnc's earlier reading of MD-DYR-SH, kept here to measure it against the reference: the
+    bootstrapping loss weighs each partner by its share of the mixed input, not 0.5 / 0.5."""
+
+    def before_batch(self):
+        super().before_batch()
+        if self.training and self.phase == "bootstrap":
+            self._batch = self._batch._replace(loss_lam=self._batch.input_lam)
 
 
 def callbacks(method, changed, args):
@@ -40,10 +51,13 @@ def callbacks(method, changed, args):
         return []
     if method == "mixup":
         return [MixUp(alpha=args.alpha)]
-    bootstrap = "hard" if method == "m-dyr-h" else "soft"
     detector = BetaMixtureNoiseDetector(init_params=args.detector_init)
-    return [DynamicBootstrapMixUp(bootstrap=bootstrap, alpha=args.alpha, warmup=args.warmup, noise_mask=changed,
-                                  detector=detector)]
+    options = dict(alpha=args.alpha, warmup=args.warmup, noise_mask=changed, detector=detector)
+    if method == "md-dyr-sh":  # the reference's MD-DYR-SH, its milestones as fractions of the run
+        return [DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, **options)]
+    if method == "md-dyr-sh-share":  # lnc's earlier reading: no mixing-only phase, loss weighed by input share
+        return [ShareWeightedMdDyrSh(bootstrap="soft-to-hard", detector_mixing=True, mixing_only=0, **options)]
+    return [DynamicBootstrapMixUp(bootstrap="hard" if method == "m-dyr-h" else "soft", **options)]
 
 
 def run(method, noise, data, args):
@@ -82,7 +96,7 @@ def write_tables(results, args, json_path):
         f"for M-DYR, fastai's per-sample max(lam, 1-lam) for MixUp); M-DYR warm-up {args.warmup} of the run, "
         f"detector `BetaMixtureNoiseDetector(init_params=\"{args.detector_init}\")`.",
         "",
-        f"Raw per-run numbers (accuracy per epoch, AUC per epoch): `{json_path.relative_to(REPO)}`.",
+        f"Raw per-run numbers (accuracy per epoch, AUC per epoch): `benchmarks/results/{json_path.name}`.",
         "",
         "## Test accuracy, last epoch / best epoch",
         "",

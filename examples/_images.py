@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 FILES = {"mnist": "mnist.npz", "fashion_mnist": "fashion_mnist.npz", "cifar10": "cifar10_jpeg.npz"}
 CLASSES = {
     "digits": [str(i) for i in range(10)],
+    "synthetic": [str(i) for i in range(10)],
     "mnist": [str(i) for i in range(10)],
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
@@ -71,10 +72,24 @@ def _digits():
     return x_train, y_train, x_test, y_test
 
 
+def _synthetic(n_train=5000, n_test=1000, seed=0):
+    """CIFAR-shaped stand-ins for smoke tests: random 32x32x3 uint8 images whose class c
+    brightens channel c % 3 by 12 c, so that a network can learn them in an epoch or two."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n_train + n_test)
+    images = rng.integers(0, 128, (len(labels), 32, 32, 3))
+    images[np.arange(len(labels)), :, :, labels % 3] += 12 * labels[:, None, None]
+    images = images.clip(0, 255).astype(np.uint8)
+    return images[:n_train], labels[:n_train], images[n_train:], labels[n_train:]
+
+
 def load_arrays(dataset, directory=None):
-    """``(x_train, y_train, x_test, y_test)``: uint8 images (N, H, W) or (N, H, W, 3), int64 labels."""
+    """``(x_train, y_train, x_test, y_test)``: uint8 images (N, H, W) or (N, H, W, 3), int64 labels.
+    ``"synthetic"`` gives CIFAR-shaped random images for smoke tests (no data needed)."""
     if dataset == "digits":
         return _digits()
+    if dataset == "synthetic":
+        return _synthetic()
     if dataset not in FILES:
         raise SystemExit(f"unknown dataset {dataset!r}; choose from {sorted(CLASSES)}")
     directory = data_dir(directory)
@@ -190,7 +205,8 @@ class TensorBatchDL(TfmdDL):
         super().__init__(dataset, **{**kwargs, "num_workers": 0})
 
     def create_batch(self, rows):
-        rows = torch.as_tensor(rows, device=self.images.device)
+        # Copied without waiting: a blocking copy to the GPU would stall the host every batch.
+        rows = torch.as_tensor(rows).to(self.images.device, non_blocking=True)
         return TensorImage(self.images[rows]), TensorCategory(self.labels[rows])
 
     def new(self, dataset=None, cls=None, **kwargs):
@@ -213,7 +229,8 @@ def tensor_dataloaders(train_images, train_labels, test_images, test_labels, bs=
     per-channel normalisation with the training set's statistics."""
     device = torch.device(device or "cpu")
     to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    images = torch.cat([to_tensor(train_images), to_tensor(test_images)]).permute(0, 3, 1, 2).contiguous().to(device)
+    images = torch.cat([to_tensor(train_images), to_tensor(test_images)])
+    images = (images[..., None] if images.ndim == 3 else images).permute(0, 3, 1, 2).contiguous().to(device)  # NCHW
     labels = torch.cat([to_tensor(train_labels), to_tensor(test_labels)]).long().to(device)
     n_train = len(train_images)
     train_float = images[:n_train].float().div_(255)

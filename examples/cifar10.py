@@ -1,9 +1,10 @@
 """Arazo et al.'s CIFAR-10 experiments with fastai: PreAct ResNet-18 under label noise.
 
 Methods: plain cross-entropy (``ce``), fastai's ``MixUp`` (``mixup``), and
-``DynamicBootstrapMixUp`` as M-DYR-H (``m-dyr-h``), M-DYR-S (``m-dyr-s``) and MD-DYR-SH
+``DynamicBootstrapMixUp`` as M-DYR-H (``m-dyr-h``), M-DYR-S (``m-dyr-s``), MD-DYR-SH
 (``md-dyr-sh``: mixing weights from the detector, soft targets sharpened towards hard ones; the
-paper's choice at 90% noise). Noise: symmetric (paper convention: a fraction r of the samples gets
+paper's choice at 90% noise) and with no arguments at all (``default``: whatever
+``DynamicBootstrapMixUp()`` does, with its own warm-up fraction in either schedule). Noise: symmetric (paper convention: a fraction r of the samples gets
 a uniformly random label, its true class included) or asymmetric (truck -> automobile, bird ->
 airplane, deer -> horse, cat <-> dog), or a label array of your own (``--labels file.npy``, one
 int per training image in the official order; it replaces the injected noise and is compared with
@@ -12,7 +13,9 @@ the official labels to measure detection).
 Schedules:
   paper      SGD (momentum 0.9, weight decay 1e-4 on every parameter), batch 128, lr 0.1 divided
              by 10 at 1/3 and 5/6 of the run (epochs 100 and 250 of 300); plain mixup until
-             epoch 105 of 300, bootstrapping from epoch 106; MD-DYR-SH sharpens over 111-200.
+             epoch 105 of 300, bootstrapping from epoch 106; MD-DYR-SH mixes by the detector
+             from epoch 106, bootstraps from 111 and sharpens over 111-199 (1-based, as the
+             reference code).
              Every epoch figure scales with ``--epochs`` (300 by default).
   one-cycle  ``fit_one_cycle(--epochs, --lr)`` with the same SGD (fastai cycles its momentum),
              weight decay 5e-4; warm-up 35% of the run.
@@ -39,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.basics import Callback, CrossEntropyLossFlat, Learner, accuracy
+from fastai.callback.channelslast import ChannelsLast  # noqa: F401  (adds Learner.to_channelslast)
+from fastai.callback.fp16 import MixedPrecision  # noqa: F401  (adds Learner.to_fp16)
 from fastai.callback.mixup import MixUp
 from fastai.callback.schedule import ParamScheduler, fit_one_cycle  # noqa: F401
 from fastai.optimizer import SGD
@@ -49,11 +54,12 @@ from lnc_fastai import DynamicBootstrapMixUp
 from lnc_sklearn import CIFAR10_ASYMMETRIC, asymmetric_noise, symmetric_noise
 from lnc_sklearn._atomic import atomic_path
 
-METHODS = ("ce", "mixup", "m-dyr-h", "m-dyr-s", "md-dyr-sh")
-PAPER_EPOCHS = 300  # the paper's run, which its milestones below are epochs of
+METHODS = ("ce", "mixup", "m-dyr-h", "m-dyr-s", "md-dyr-sh", "default")
+PAPER_EPOCHS = 300  # the paper's run, which its milestones below are 0-based epochs of
 PAPER_MILESTONES = (100, 250)
 PAPER_WARMUP = 105
-PAPER_SHARPENING = (110, 200)
+PAPER_BOOTSTRAP_SH = 110  # MD-DYR-SH: detector mixing alone from 105, bootstrapping from 110
+PAPER_SHARPENING = (110, 198)
 
 
 class EpochTimer(Callback):
@@ -74,6 +80,47 @@ class EpochTimer(Callback):
 
     def after_epoch(self):
         self.seconds.append(self._now() - self.start)
+
+
+def run_numbers(learn, seconds, args, changed, device, fp16, channels_last):
+    """The run's numbers so far: accuracy and seconds per epoch, the detector's history."""
+    accuracies = [float(row[2]) for row in learn.recorder.values]
+    result = {
+        "method": args.method, "schedule": args.schedule, "epochs": args.epochs,
+        "noise": 0.0 if args.labels else args.noise, "noise_type": "labels file" if args.labels else args.noise_type,
+        "wrong_label_rate": float(changed.mean()), "last_acc": accuracies[-1] if accuracies else float("nan"),
+        "best_acc": max(accuracies, default=float("nan")), "acc_per_epoch": accuracies,
+        "seconds_per_epoch": [round(t, 2) for t in seconds], "finished": False,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "fp16": fp16, "channels_last": channels_last,
+    }
+    cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
+    if cb is not None and cb.epoch_records:
+        result["noise_fraction_per_epoch"] = cb.history["noise_fraction"].round(4).tolist()
+        if "auc" in cb.history:
+            result["auc_per_epoch"] = cb.history["auc"].round(4).tolist()
+    return result
+
+
+class WriteProgress(Callback):
+    """Rewrites ``--out`` after every epoch (``"finished": false`` until the run ends), so a run
+    cut short still leaves its per-epoch curves."""
+
+    order = 60  # after the Recorder has logged the epoch
+
+    def __init__(self, path, numbers):
+        self.path, self.numbers, self.trained = Path(path), numbers, False
+
+    def before_train(self):
+        self.trained = True  # a training epoch, not get_preds' validation-only pass
+
+    def after_epoch(self):
+        if not self.trained:
+            return
+        self.trained = False
+        timer = next(cb for cb in self.learn.cbs if isinstance(cb, EpochTimer))
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.numbers(self.learn, timer.seconds), indent=1))
 
 
 def paper_epochs(value, epochs):
@@ -113,16 +160,16 @@ def method_callbacks(args, changed):
     if args.method == "mixup":
         return [MixUp(alpha=args.alpha)]
     paper = args.schedule == "paper"
-    options = dict(
-        alpha=args.alpha,
-        warmup=paper_epochs(PAPER_WARMUP, args.epochs) if paper else args.warmup,
-        noise_mask=changed if changed.any() else None,
-        keep_trace=bool(args.trace),
-        trace_probs=bool(args.trace),
-    )
+    recording = dict(noise_mask=changed if changed.any() else None, keep_trace=bool(args.trace), trace_probs=bool(args.trace))
+    if args.method == "default":
+        return [DynamicBootstrapMixUp(**recording)]
+    warmup = paper_epochs(PAPER_WARMUP, args.epochs) if paper else args.warmup
+    options = dict(alpha=args.alpha, warmup=warmup, **recording)
     if args.method == "md-dyr-sh":
-        sharpening = tuple(paper_epochs(e, args.epochs) for e in PAPER_SHARPENING) if paper else (0.37, 0.67)
-        return [DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, sharpening=sharpening, **options)]
+        if paper:  # the reference's epochs, scaled to this run
+            options.update(mixing_only=paper_epochs(PAPER_BOOTSTRAP_SH, args.epochs) - warmup,
+                           sharpening=tuple(paper_epochs(e, args.epochs) for e in PAPER_SHARPENING))
+        return [DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, **options)]
     return [DynamicBootstrapMixUp(bootstrap="hard" if args.method == "m-dyr-h" else "soft", **options)]
 
 
@@ -146,7 +193,8 @@ def train(args):
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     fp16 = args.fp16 if args.fp16 is not None else device.type == "cuda"
     channels_last = args.channels_last if args.channels_last is not None else device.type == "cuda"
-    x_train, y_train, x_test, y_test = args.arrays if getattr(args, "arrays", None) else load_arrays("cifar10", args.data_dir)
+    dataset = "synthetic" if args.synthetic else "cifar10"
+    x_train, y_train, x_test, y_test = args.arrays if getattr(args, "arrays", None) else load_arrays(dataset, args.data_dir)
     if args.n_train:
         x_train, y_train = x_train[: args.n_train], y_train[: args.n_train]
     if args.n_test:
@@ -154,12 +202,16 @@ def train(args):
     labels, changed = training_labels(y_train, args)
 
     torch.manual_seed(args.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     dls = tensor_dataloaders(x_train, labels, x_test, y_test, bs=args.bs, device=device, channels_last=channels_last)
     timer = EpochTimer()
+    numbers = partial(run_numbers, args=args, changed=changed, device=device, fp16=fp16, channels_last=channels_last)
+    progress = [WriteProgress(args.out, numbers)] if args.out else []
     learn = Learner(
         dls, PreActResNet18(width=args.width), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
         opt_func=partial(SGD, mom=0.9, decouple_wd=False), wd=args.wd, wd_bn_bias=True,
-        cbs=[timer, *method_callbacks(args, changed)],
+        cbs=[timer, *method_callbacks(args, changed), *progress],
     )
     if channels_last:
         learn.to_channelslast(use_amp=fp16)
@@ -173,26 +225,14 @@ def train(args):
         else:
             fit(learn, args)
 
-    accuracies = [float(row[2]) for row in learn.recorder.values]
-    seconds = list(timer.seconds)  # get_preds below starts the callbacks afresh
+    result = numbers(learn, timer.seconds)  # get_preds below starts the callbacks afresh
     with learn.no_bar():
         predicted = learn.get_preds(dl=dls.valid)[0].argmax(dim=1)
-    result = {
-        "method": args.method, "schedule": args.schedule, "epochs": args.epochs,
-        "noise": 0.0 if args.labels else args.noise, "noise_type": "labels file" if args.labels else args.noise_type,
-        "wrong_label_rate": float(changed.mean()), "last_acc": accuracies[-1], "best_acc": max(accuracies),
-        "acc_per_epoch": accuracies, "seconds_per_epoch": [round(t, 2) for t in seconds],
-        "classes_predicted": int(torch.unique(predicted).numel()),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "fp16": fp16, "channels_last": channels_last,
-    }
+    result["classes_predicted"] = int(torch.unique(predicted).numel())
+    result["finished"] = True
     cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
-    if cb is not None:
-        result["noise_fraction_per_epoch"] = cb.history["noise_fraction"].round(4).tolist()
-        if "auc" in cb.history:
-            result["auc_per_epoch"] = cb.history["auc"].round(4).tolist()
-        if args.trace:
-            result["trace"] = str(cb.save_trace(args.trace))
+    if cb is not None and args.trace:
+        result["trace"] = str(cb.save_trace(args.trace))
     return result, learn
 
 
@@ -218,8 +258,10 @@ def parser():
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels-last memory order (default: on CUDA)")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--synthetic", action="store_true",
+                   help="colour-coded random 32x32 images (5,000 train, 1,000 test) instead of CIFAR-10: a smoke test")
     p.add_argument("--trace", default=None, help="save the per-epoch losses (M-DYR methods) to this .npz")
-    p.add_argument("--out", default=None, help="write the run's numbers to this .json")
+    p.add_argument("--out", default=None, help="write the run's numbers to this .json (rewritten after every epoch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch table")
     return p

@@ -16,6 +16,7 @@ import json
 import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,13 @@ __all__ = ["DynamicBootstrapMixUp"]
 
 # "soft-to-hard" is MD-DYR-SH's soft bootstrapping with targets sharpened towards hard ones.
 BOOTSTRAPS = ("hard", "soft", "soft-to-hard")
+# The reference clips p(noisy) into this range before mixing and bootstrapping with it.
+WEIGHT_CLIP = (1e-4, 1 - 1e-4)
+# The reference's MD-DYR-SH milestones, 0-based epochs of its 300-epoch run: detector mixing from
+# epoch 105 (1-based 106), bootstrapping from 110 (111), temperature 1 at 110 falling by equal
+# steps to 0.001 at 198 (``linspace(1, 0.001, 89)``, one step per epoch).
+PAPER_MIXING_ONLY = 5 / 300
+PAPER_SHARPENING = (110 / 300, 198 / 300)
 
 
 @contextmanager
@@ -84,6 +92,17 @@ def _plain(tensor):
     return tensor.as_subclass(torch.Tensor)
 
 
+class MixedBatch(NamedTuple):
+    """What :meth:`DynamicBootstrapMixUp.before_batch` decided for one training batch."""
+
+    labels: torch.Tensor  # the given labels of the un-mixed batch
+    partner: torch.Tensor  # sample i was mixed with sample partner[i]
+    input_lam: object  # share of sample i in the mixed input: a float, or a tensor per sample
+    loss_lam: object  # weight of sample i's terms in the loss (its partner's: 1 - loss_lam)
+    weights: Optional[torch.Tensor]  # p(noisy) per sample, clipped; None without bootstrapping
+    targets: Optional[torch.Tensor]  # bootstrapping targets; None without bootstrapping
+
+
 def _check_targets(yb):
     if len(yb) != 1 or yb[0].ndim != 1 or torch.is_floating_point(yb[0]) or yb[0].dtype == torch.bool:
         shapes = [(tuple(y.shape), str(y.dtype)) for y in yb]
@@ -102,6 +121,15 @@ def _epochs(value, n_epoch, name="warmup"):
     raise ValueError(
         f"{name} must be a number of epochs (int >= 0) or a fraction of the run (float in [0, 1]); got {value!r}"
     )
+
+
+def _phase_end(start, length, n_epoch, name):
+    """The epoch that ends a phase of ``length`` begun at ``start`` (each an int of epochs or a
+    float fraction of the run). Two fractions are added before rounding, so that the phase ends
+    where the paper's milestone falls in a run of any length."""
+    if isinstance(start, float) and isinstance(length, float):
+        return _epochs(start + length, n_epoch, f"warmup + {name}") if start + length <= 1 else n_epoch
+    return _epochs(start, n_epoch) + _epochs(length, n_epoch, name)
 
 
 def _check_sharpening(sharpening):
@@ -131,13 +159,24 @@ class DynamicBootstrapMixUp(Callback):
         float in [0, 1]). The default 0.35 is the paper's 105 of 300 epochs. The detector is
         refitted after every epoch, warm-up included.
     detector_mixing : bool
-        While bootstrapping, mix each pair in proportion to how clean the detector finds each
+        After the warm-up, mix each pair in proportion to how clean the detector finds each
         partner, ``(1 - w_a) / ((1 - w_a) + (1 - w_b))``, instead of one ``Beta(alpha, alpha)``
-        draw per batch (MD-DYR-SH, the paper's choice at 90% noise). The loss weighs each partner
-        by the same share.
+        draw per batch (MD-DYR-SH, the paper's choice at 90% noise). As in the reference code,
+        the first ``mixing_only`` epochs after the warm-up mix the inputs this way but train with
+        plain mixup's loss (a fresh ``Beta(alpha, alpha)`` draw per batch weighs the two labels,
+        no bootstrapping, no regulariser); bootstrapping starts after them, and its loss weighs
+        the two partners' terms 0.5 / 0.5 whatever their share of the input, as the reference
+        does. (Weighing them by their input share instead, lnc's earlier reading, trained worse:
+        ``benchmarks/results/md_dyr_sh_variants_digits.md``.)
+    mixing_only : int or float
+        With ``detector_mixing``: epochs (an int) or fraction of the run (a float) of detector
+        mixing before bootstrapping starts. The default is the reference's 5 of 300 epochs;
+        with a fractional ``warmup`` the two fractions are added before rounding, so the phase
+        ends where the paper's epoch 110 of 300 falls in a run of any length.
     sharpening : (start, end)
         Epochs (ints) or fractions of the run (floats) over which the "soft-to-hard" temperature
-        falls; the default is the paper's epochs 111 to 200 of 300.
+        falls linearly from 1 to 0.001 (one step per epoch); the default is the reference's
+        0-based epochs 110 to 198 of 300 (its ``linspace(1, 0.001, 89)`` from epoch 111, 1-based).
     reg_weight : float
         Weight eta of the class-balance regulariser, applied with bootstrapping (as the reference
         does); 0 switches it off.
@@ -181,7 +220,8 @@ class DynamicBootstrapMixUp(Callback):
         reg_weight=1.0,
         detector=None,
         detector_mixing=False,
-        sharpening=(0.37, 0.67),
+        mixing_only=PAPER_MIXING_ONLY,
+        sharpening=PAPER_SHARPENING,
         noise_mask=None,
         augmented_tracking=False,
         keep_trace=False,
@@ -196,7 +236,9 @@ class DynamicBootstrapMixUp(Callback):
         if not reg_weight >= 0:
             raise ValueError(f"reg_weight must be >= 0, got {reg_weight!r}")
         _epochs(warmup, 1)  # validates
+        _epochs(mixing_only, 1, "mixing_only")  # validates
         self.sharpening, self.detector_mixing = _check_sharpening(sharpening), bool(detector_mixing)
+        self.mixing_only = mixing_only
         if detector is None:
             detector = BetaMixtureNoiseDetector()
         elif not (hasattr(detector, "fit") and hasattr(detector, "predict_proba")):
@@ -222,6 +264,9 @@ class DynamicBootstrapMixUp(Callback):
     # ---- fit-level plumbing ------------------------------------------------------------------
     def before_fit(self):
         self.warmup_epochs = _epochs(self.warmup, self.n_epoch)
+        self.bootstrap_epoch = self.warmup_epochs
+        if self.detector_mixing:
+            self.bootstrap_epoch = _phase_end(self.warmup, self.mixing_only, self.n_epoch, "mixing_only")
         self.sharpening_epochs = tuple(_epochs(value, self.n_epoch, "sharpening") for value in self.sharpening)
         if self.sharpening_epochs[1] < self.sharpening_epochs[0]:
             raise ValueError(
@@ -271,9 +316,17 @@ class DynamicBootstrapMixUp(Callback):
 
     # ---- per batch ---------------------------------------------------------------------------
     @property
+    def phase(self):
+        """This epoch's training: ``"mixup"`` (warm-up, or no usable fit yet), ``"mixing"``
+        (detector mixing with plain mixup's loss; ``detector_mixing`` only) or ``"bootstrap"``."""
+        if self.table is None or self.epoch < self.warmup_epochs:
+            return "mixup"
+        return "bootstrap" if self.epoch >= self.bootstrap_epoch else "mixing"
+
+    @property
     def bootstrapping(self):
         """Whether this epoch's batches bootstrap (past warm-up, with a fitted detector)."""
-        return self.table is not None and self.epoch >= self.warmup_epochs
+        return self.phase == "bootstrap"
 
     def before_batch(self):
         if not self.training:
@@ -282,13 +335,19 @@ class DynamicBootstrapMixUp(Callback):
         labels = _plain(self.yb[0])
         partner = torch.randperm(labels.shape[0], device=labels.device)
         lam = float(self.distrib.sample())
+        input_lam = loss_lam = lam
         weights = targets = None
-        if self.bootstrapping:
+        phase = self.phase
+        if phase != "mixup":
             weights, targets = self.noise_weights_and_targets(self.xb, labels)
             if self.detector_mixing:
-                lam = detector_mixing_weights(weights, weights[partner])
-        self._batch = (labels, partner, lam, weights, targets)
-        self.learn.xb = mix_inputs(self.xb, partner, lam)
+                input_lam = detector_mixing_weights(weights, weights[partner])
+                if phase == "bootstrap":  # the reference weighs the partners' loss terms half and half
+                    loss_lam = 0.5
+            if phase == "mixing":  # the loss is plain mixup's, with the fresh draw
+                weights = targets = None
+        self._batch = MixedBatch(labels, partner, input_lam, loss_lam, weights, targets)
+        self.learn.xb = mix_inputs(self.xb, partner, input_lam)
         if self._model_buffers:
             torch._foreach_copy_(self._good_buffers, self._model_buffers)
 
@@ -301,7 +360,8 @@ class DynamicBootstrapMixUp(Callback):
         losses = F.cross_entropy(logits, _plain(labels), reduction="none")
         self.table.to(losses.device)
         kind = "soft" if self.bootstrap == "soft-to-hard" else self.bootstrap
-        return self.table(losses), bootstrap_targets(logits, kind, self.temperature)
+        weights = self.table(losses).clamp_(*WEIGHT_CLIP)
+        return weights, bootstrap_targets(logits, kind, self.temperature)
 
     @property
     def temperature(self):
@@ -313,10 +373,10 @@ class DynamicBootstrapMixUp(Callback):
     def _loss(self, pred, *yb):
         if not self.training or self._batch is None:
             return self._old_loss_func(pred, *yb)
-        labels, partner, lam, weights, targets = self._batch
+        labels, partner, _, lam, weights, targets = self._batch
         pred = _plain(pred)
         bootstrapping = weights is not None
-        if not bootstrapping:  # warm-up: plain mixup, i.e. bootstrapping weight 0
+        if not bootstrapping:  # warm-up or detector mixing alone: plain mixup, i.e. bootstrapping weight 0
             weights = torch.zeros(labels.shape[0], device=pred.device)
             targets = torch.zeros_like(pred, dtype=torch.float32)
         loss = mixup_bootstrapping_loss(

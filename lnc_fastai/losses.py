@@ -8,6 +8,8 @@ are always detached: the network learns *from* its prediction, never by moving i
 Nothing here imports fastai; the training callback in :mod:`lnc_fastai.callback` is glue on top.
 """
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -52,12 +54,20 @@ def bootstrap_targets(logits, kind="hard", temperature=1.0):
         return F.softmax(logits / temperature, dim=1)
 
 
+def _lerp_weight(weight, like):
+    """``weight`` for ``torch.lerp`` against ``like``: a Python number stays one (turning it into
+    a GPU tensor would copy it from the host and wait for the GPU, every batch), a tensor is
+    moved to ``like``'s dtype and device."""
+    if isinstance(weight, numbers.Real):
+        return float(weight)
+    return torch.as_tensor(weight, dtype=like.dtype, device=like.device)
+
+
 def _bootstrapped_cross_entropy(log_probs, labels, targets, weight):
     """``-((1 - w) y + w t)^T log h`` per sample, with ``y`` the one-hot of ``labels``."""
     label_term = F.nll_loss(log_probs, labels, reduction="none")
     target_term = -(targets * log_probs).sum(dim=1)
-    weight = torch.as_tensor(weight, dtype=log_probs.dtype, device=log_probs.device)
-    return torch.lerp(label_term, target_term, weight)
+    return torch.lerp(label_term, target_term, _lerp_weight(weight, label_term))
 
 
 def bootstrapping_loss(logits, labels, weight, kind="hard", targets=None):
@@ -95,7 +105,7 @@ def mixup_bootstrapping_loss(mixed_logits, labels_a, labels_b, targets_a, target
     log_probs = _log_probs(mixed_logits)
     loss_a = _bootstrapped_cross_entropy(log_probs, labels_a, targets_a.detach(), weight_a)
     loss_b = _bootstrapped_cross_entropy(log_probs, labels_b, targets_b.detach(), weight_b)
-    return torch.lerp(loss_b, loss_a, torch.as_tensor(lam, dtype=log_probs.dtype, device=log_probs.device))
+    return torch.lerp(loss_b, loss_a, _lerp_weight(lam, loss_a))
 
 
 def class_balance_regulariser(logits, prior=None):

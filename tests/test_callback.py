@@ -26,7 +26,8 @@ from fastai.torch_core import set_seed
 from torch import nn
 
 from lnc_fastai import DynamicBootstrapMixUp, PosteriorTable
-from lnc_fastai.callback import _epochs, mix_inputs
+from lnc_fastai.callback import _epochs, eval_mode, mix_inputs
+from lnc_fastai.losses import sharpening_temperature
 from lnc_sklearn import BetaMixtureNoiseDetector
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
@@ -99,7 +100,8 @@ def test_per_sample_losses_in_dataset_order_and_unaugmented():
     quiet_fit(learn)
     learn.model.eval()
     with torch.no_grad():
-        expected = F.cross_entropy(learn.model(x[:N_TRAIN]), noisy[:N_TRAIN], reduction="none").numpy()
+        device = next(learn.model.parameters()).device  # the GPU, where there is one
+        expected = F.cross_entropy(learn.model(x[:N_TRAIN].to(device)), noisy[:N_TRAIN].to(device), reduction="none").cpu().numpy()
     np.testing.assert_allclose(cb.losses_, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(cb.labels_, noisy[:N_TRAIN].numpy())
     assert cb.report()["item"].tolist() == list(range(N_TRAIN))  # the Datasets' items: sample indices
@@ -109,7 +111,8 @@ def test_per_sample_losses_in_dataset_order_and_unaugmented():
     quiet_fit(learn)
     learn.model.eval()
     with torch.no_grad():
-        clean = F.cross_entropy(learn.model(x[:N_TRAIN]), noisy[:N_TRAIN], reduction="none").numpy()
+        device = next(learn.model.parameters()).device
+        clean = F.cross_entropy(learn.model(x[:N_TRAIN].to(device)), noisy[:N_TRAIN].to(device), reduction="none").cpu().numpy()
     assert np.abs(augmented.losses_ - clean).mean() > 0.1  # the option really augments
 
 
@@ -245,7 +248,8 @@ def test_export_and_load_learner(tmp_path):
     loaded.model.eval()
     learn.model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(x[:5]), learn.model(x[:5]))
+        torch.testing.assert_close(loaded.model(x[:5].to(next(loaded.model.parameters()).device)).cpu(),
+                                   learn.model(x[:5].to(next(learn.model.parameters()).device)).cpu())
     assert loaded.dynamic_bootstrap_mix_up.detector.alphas_.tolist() == cb.detector.alphas_.tolist()
 
 
@@ -332,6 +336,7 @@ def test_warmup_and_mixing_helpers():
     ({"reg_weight": -1}, "reg_weight must be >= 0"),
     ({"detector": object()}, "detector must have fit and predict_proba"),
     ({"tracking_bs": 0}, "tracking_bs must be a positive int"),
+    ({"mixing_only": 2.0}, "mixing_only must be a number of epochs"),
 ])
 def test_bad_options_say_what_is_accepted(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -366,16 +371,100 @@ def test_md_dyr_sh_mixes_by_the_detector_and_sharpens_its_targets():
     quiet_fit(learn, epochs=4)
     temperatures = {epoch: temperature for epoch, temperature, *_ in probe.seen}
     assert temperatures == pytest.approx({0: 1.0, 1: 1.0, 2: 1 + (0.001 - 1) / 2, 3: 0.001})
-    for epoch, _, labels, partner, lam, weights, targets in probe.seen:
+    for epoch, _, labels, partner, lam, loss_lam, weights, targets in probe.seen:
         if epoch == 0:  # warm-up: plain mixup, one Beta(32, 32) draw per batch
-            assert isinstance(lam, float) and weights is None
+            assert isinstance(lam, float) and weights is None and loss_lam == lam
             continue
+        assert loss_lam == 0.5  # the reference weighs the two partners' terms half and half
         expected = (1 - weights).clamp(min=1e-4) / ((1 - weights).clamp(min=1e-4) + (1 - weights[partner]).clamp(min=1e-4))
         torch.testing.assert_close(lam, expected)
         assert torch.allclose(targets.sum(dim=1), torch.ones(len(targets)))
-        if epoch == 3:  # temperature 0.001: the soft targets are the hard ones
-            assert (targets.max(dim=1).values > 0.99).all()
+        if epoch == 3:  # temperature 0.001: the soft targets are the hard ones (or split between tied logits)
+            assert (targets.max(dim=1).values > 0.99).float().mean() > 0.9
+            assert (targets.topk(2, dim=1).values.sum(dim=1) > 0.99).all()
     assert isinstance(learn.loss_func, CrossEntropyLossFlat)  # the learner's own loss is back
+
+
+class ReferenceMdDyrSh(Callback):
+    """Recomputes every training batch as the reference code's MD-DYR-SH does it (Arazo et al.'s
+    ``mixup_data_beta``, ``mixup_criterion_beta``, ``mixup_criterion_SoftHard`` and
+    ``reg_loss_class``, written out here formula by formula) from the un-mixed batch, and
+    compares the mixed inputs and the loss with what DynamicBootstrapMixUp produced."""
+
+    order = DynamicBootstrapMixUp.order - 1  # sees each batch before it is mixed
+
+    def before_fit(self):
+        self.checked, self.temperatures = {}, {}
+
+    def before_batch(self):
+        if self.training:
+            self.x, self.y = self.xb[0].clone(), self.yb[0].as_subclass(torch.Tensor).clone()
+            with torch.no_grad(), eval_mode(self.model):  # lnc's un-mixed forward is in eval mode
+                self.logits = self.model(self.x).float()
+
+    def after_loss(self):
+        if not self.training:
+            return
+        cb = self.learn.dynamic_bootstrap_mix_up
+        x, y, batch, n_classes = self.x, self.y, cb._batch, self.logits.shape[1]
+        index, log_probs = batch.partner, F.log_softmax(self.pred.float(), dim=1)
+        if self.epoch < 1:  # plain mixup: one lam per batch for inputs and loss
+            lam = batch.input_lam
+            assert isinstance(lam, float) and batch.loss_lam == lam
+            mixed = lam * x + (1 - lam) * x[index]
+            expected = lam * F.nll_loss(log_probs, y) + (1 - lam) * F.nll_loss(log_probs, y[index])
+        else:
+            B = cb.table(F.cross_entropy(self.logits, y, reduction="none"))
+            B[B <= 1e-4], B[B >= 1 - 1e-4] = 1e-4, 1 - 1e-4
+            total = (1 - B) + (1 - B[index])
+            per_sample = (-1, *[1] * (x.ndim - 1))  # the reference unsqueezes once per input dimension
+            mixed = ((1 - B) / total).view(per_sample) * x + ((1 - B[index]) / total).view(per_sample) * x[index]
+            if self.epoch < 2:  # epochs 106-110 of the reference: plain mixup loss, a fresh Beta(32, 32) draw
+                lam = batch.loss_lam
+                assert isinstance(lam, float) and 0 < lam < 1
+                expected = lam * F.nll_loss(log_probs, y) + (1 - lam) * F.nll_loss(log_probs, y[index])
+            else:  # soft-to-hard bootstrapping, temperature linspace(1, 0.001, end - start + 1)[epoch - start]
+                temperature = np.linspace(1, 0.001, 3)[min(self.epoch - 2, 2)]
+                self.temperatures[self.epoch] = cb.temperature
+                assert cb.temperature == pytest.approx(temperature, abs=1e-12)
+                out1, out2 = self.logits, self.logits[index]
+                expected = torch.sum(
+                    0.5 * ((1 - B) * F.nll_loss(log_probs, y, reduction="none")
+                           + B * (-torch.sum(F.softmax(out1 / temperature, dim=1) * log_probs, dim=1)))
+                    + 0.5 * ((1 - B[index]) * F.nll_loss(log_probs, y[index], reduction="none")
+                             + B[index] * (-torch.sum(F.softmax(out2 / temperature, dim=1) * log_probs, dim=1)))
+                ) / len(log_probs)
+                mean_probs = torch.mean(F.softmax(self.pred.float(), dim=1), -2)
+                expected = expected + sum((1.0 / n_classes) * torch.log((1.0 / n_classes) / p) for p in mean_probs)
+        torch.testing.assert_close(self.xb[0], mixed)
+        torch.testing.assert_close(self.loss_grad, expected)
+        self.checked[self.epoch] = self.checked.get(self.epoch, 0) + 1
+
+
+def test_md_dyr_sh_is_the_reference_loss_and_phases_by_hand():
+    """Epoch 0 plain mixup, epoch 1 detector mixing with mixup's loss, epochs 2-4 soft-to-hard
+    bootstrapping with the partners weighed 0.5 / 0.5, sharpening over epochs 2 -> 4."""
+    set_seed(0)
+    cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, warmup=1, mixing_only=1, sharpening=(2, 4))
+    reference = ReferenceMdDyrSh()
+    learn = tensor_learner([cb, reference])
+    quiet_fit(learn, epochs=5)
+    assert cb.warmup_epochs == 1 and cb.bootstrap_epoch == 2
+    assert reference.checked == {epoch: N_TRAIN // 32 for epoch in range(5)}
+    assert reference.temperatures == pytest.approx({2: 1.0, 3: 0.5005, 4: 0.001})
+
+
+def test_md_dyr_sh_milestones_scale_with_the_run():
+    """The reference's 0-based epochs 105 (detector mixing), 110 (bootstrapping, sharpening
+    starts) and 198 (temperature 0.001) of 300, in runs of other lengths."""
+    for n_epoch, expected in ((300, (105, 110, (110, 198))), (30, (10, 11, (11, 20))), (6, (2, 2, (2, 4)))):
+        cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True)
+        cb.n_epoch, cb.learn = n_epoch, tensor_learner([])
+        cb.before_fit()
+        assert (cb.warmup_epochs, cb.bootstrap_epoch, cb.sharpening_epochs) == expected
+    temperatures = [sharpening_temperature(epoch, 110, 198) for epoch in range(110, 300)]
+    np.testing.assert_allclose(temperatures[:89], np.linspace(1, 0.001, 89), rtol=0, atol=1e-12)
+    assert set(temperatures[88:]) == {0.001}
 
 
 def test_bad_sharpening_says_what_is_accepted():

@@ -15,6 +15,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 from _images import FILES, data_dir, tensor_dataloaders  # noqa: E402
 from cifar10 import METHODS, complete, parser, train  # noqa: E402
+from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 
 
 def synthetic_cifar(n_train=256, n_test=64, seed=0):
@@ -47,8 +48,11 @@ def test_every_method_trains_and_reports(method):
     assert (cb is None) == (method in ("ce", "mixup"))
     if cb is not None:
         assert len(result["auc_per_epoch"]) == 3 and all(0 <= a <= 1 for a in result["auc_per_epoch"])
-        assert cb.bootstrap == {"m-dyr-h": "hard", "m-dyr-s": "soft", "md-dyr-sh": "soft-to-hard"}[method]
+        assert cb.bootstrap == {"m-dyr-h": "hard", "m-dyr-s": "soft", "md-dyr-sh": "soft-to-hard", "default": "hard"}[method]
         assert cb.detector_mixing == (method == "md-dyr-sh")
+        if method == "default":  # the callback as constructed with no arguments
+            defaults = DynamicBootstrapMixUp()
+            assert (cb.alpha, cb.warmup, cb.reg_weight) == (defaults.alpha, defaults.warmup, defaults.reg_weight)
 
 
 def test_paper_schedule_steps_the_learning_rate_at_a_third_and_five_sixths():
@@ -56,8 +60,12 @@ def test_paper_schedule_steps_the_learning_rate_at_a_third_and_five_sixths():
     lrs = np.asarray(learn.recorder.hps["lr"]).reshape(6, -1)[:, 0]
     np.testing.assert_allclose(lrs, [0.1, 0.1, 0.01, 0.01, 0.01, 0.001], rtol=1e-6)
     cb = learn.dynamic_bootstrap_mix_up
-    # Epochs 105, and 110 -> 200, of 300, scaled to 6: warm-up 2 epochs, sharpening over epochs 2 -> 4.
-    assert cb.warmup_epochs == 2 and cb.sharpening_epochs == (2, 4)
+    # Epochs 105, 110 and 110 -> 198 of 300, scaled to 6: warm-up 2 epochs, no epoch of detector
+    # mixing alone, sharpening over epochs 2 -> 4.
+    assert cb.warmup_epochs == cb.bootstrap_epoch == 2 and cb.sharpening_epochs == (2, 4)
+    result, learn = run("--method", "md-dyr-sh", "--schedule", "paper", "--epochs", "30", "--n-train", "256", "--noise", "0.5")
+    cb = learn.dynamic_bootstrap_mix_up  # scaled to 30: mixing from epoch 10, bootstrapping from 11
+    assert (cb.warmup_epochs, cb.bootstrap_epoch, cb.sharpening_epochs) == (10, 11, (11, 20))
     opt_state = learn.opt.hypers[0]
     assert opt_state["mom"] == 0.9 and opt_state["wd"] == pytest.approx(1e-4)
 
