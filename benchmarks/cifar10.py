@@ -46,8 +46,11 @@ def write_tables(runs, args, json_path):
         return method_by_noise(frame, values, LABELS)
 
     finished = frame.finished if "finished" in frame else pd.Series(True, index=frame.index)
-    frame["cell"] = [f"{a:.4f} / {b:.4f}" + ("" if done else f" (cut short after {len(c)} of {args.epochs} epochs)")
-                     for a, b, done, c in zip(frame.last_acc, frame.best_acc, finished.fillna(True), frame.acc_per_epoch)]
+    stopped = frame.stopped if "stopped" in frame else pd.Series("deadline", index=frame.index)
+    frame["cell"] = [f"{a:.4f} / {b:.4f}" + ("" if done else f" (cut short after {len(c)} of {args.epochs} epochs: "
+                                                              f"{why if isinstance(why, str) else 'deadline'})")
+                     for a, b, done, c, why in zip(frame.last_acc, frame.best_acc, finished.fillna(True),
+                                                   frame.acc_per_epoch, stopped)]
     if "classes_predicted" not in frame:
         frame["classes_predicted"] = np.nan
     frame["classes_predicted"] = frame.classes_predicted.map(lambda v: "-" if pd.isna(v) else int(v))
@@ -133,6 +136,8 @@ def main():
         write_tables(runs, args, json_path)
 
     if args.jobs > 1:
+        if args.trace:
+            raise SystemExit("--trace names one file: it cannot be given with --jobs > 1 (every run would write it)")
         for result in run_in_processes(grid, args):
             record(result)
         return
@@ -146,8 +151,8 @@ def child_command(args, noise, method, out):
     """``examples/cifar10.py`` with this sweep's settings for one run."""
     command = [sys.executable, str(REPO / "examples" / "cifar10.py"), "--method", method, "--noise", f"{noise:g}",
                "--out", str(out), "--quiet"]
-    for name in ("noise_type", "schedule", "epochs", "lr", "wd", "bs", "alpha", "warmup", "width", "n_train", "n_test",
-                 "seed", "data_dir", "device"):
+    for name in ("noise_type", "labels", "schedule", "epochs", "lr", "wd", "bs", "alpha", "warmup", "width", "n_train",
+                 "n_test", "seed", "data_dir", "device"):
         value = getattr(args, name)
         if value is not None:
             command += [f"--{name.replace('_', '-')}", str(value)]
@@ -157,35 +162,57 @@ def child_command(args, noise, method, out):
     return command + (["--synthetic"] if args.synthetic else [])
 
 
+def _stop(processes, grace=15):
+    """Ask every process to stop, then kill those still running after ``grace`` seconds."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    end = time.time() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.1, end - time.time()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def run_in_processes(grid, args):
     """Yield each run's numbers as it finishes, ``args.jobs`` runs at a time; at the deadline,
-    stop the rest and yield what each wrote so far (``finished`` false)."""
+    stop the rest and yield what each wrote so far (``finished`` false, ``stopped`` saying
+    why). A run that fails prints the end of its log."""
     folder = Path(tempfile.mkdtemp(prefix="lnc_cifar10_"))
     pending, running = list(grid), {}
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            noise, method = pending.pop(0)
-            out = folder / f"{method}_{noise:g}.json"
-            log = open(folder / f"{method}_{noise:g}.log", "w")
-            process = subprocess.Popen(child_command(args, noise, method, out), stdout=log, stderr=subprocess.STDOUT)
-            running[process] = (noise, method, out, log)
-        time.sleep(1)
-        late = args.deadline is not None and time.time() > args.deadline
-        for process in list(running):
-            if process.poll() is None and not late:
-                continue
-            if process.poll() is None:
-                process.terminate()
-                process.wait(30)
-            noise, method, out, log = running.pop(process)
-            log.close()
-            if out.exists():
-                yield {**json.loads(out.read_text()), **({} if process.returncode == 0 else {"finished": False})}
-            else:
-                tail = (folder / f"{method}_{noise:g}.log").read_text()[-2000:]
-                print(f"{method} r={noise:g}: no epoch finished (exit {process.returncode}); its log ends:\n{tail}", flush=True)
-        if late:
-            pending = []  # no time left to start them
+    try:
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                noise, method = pending.pop(0)
+                out, log = folder / f"{method}_{noise:g}.json", folder / f"{method}_{noise:g}.log"
+                with open(log, "w") as stream:
+                    process = subprocess.Popen(child_command(args, noise, method, out), stdout=stream,
+                                               stderr=subprocess.STDOUT)
+                running[process] = (noise, method, out, log)
+            time.sleep(1)
+            late = args.deadline is not None and time.time() > args.deadline
+            if late:
+                _stop(list(running))
+            for process in [p for p in running if p.poll() is not None]:
+                noise, method, out, log = running.pop(process)
+                failed = process.returncode != 0 and not late
+                if failed or not out.exists():
+                    tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-12:])
+                    print(f"{method} r={noise:g}: {'failed' if failed else 'stopped at the deadline'} "
+                          f"(exit {process.returncode}); its log ends:\n{tail}", flush=True)
+                if out.exists():
+                    result = json.loads(out.read_text())
+                    if process.returncode != 0:
+                        result.update(finished=False, stopped="deadline" if late else f"failed (exit {process.returncode})")
+                    yield result
+            if late:
+                for noise, method in pending:
+                    print(f"{method} r={noise:g}: not started, the deadline had passed", flush=True)
+                pending = []
+    finally:
+        _stop(list(running))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ down, each writing into ``--out`` as soon as it ends (a run cut short keeps what
    process each) for as many one-cycle epochs as the time left allows (planned from step 2's
    epoch times), with per-epoch test accuracy and detector AUC.
 
-``gpu_check.md`` is the log: the machine, each step's command, seconds and exit status.
+``gpu_check.md`` is the log: the machine, each step's command, seconds, exit status and the end of
+its output (``steps.log`` holds steps 2 and 3's whole output).
 ``--smoke`` runs the same steps at toy size (synthetic images, width 4) to check the plumbing on
 any machine, a CPU included.
 """
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +37,8 @@ TESTS = ["tests/test_gpu.py", "tests/test_callback.py", "tests/test_losses.py", 
          "tests/test_cifar10_example.py"]
 SMOKE_TESTS = ["tests/test_gpu.py", "tests/test_losses.py"]
 METHODS = ["ce", "mixup", "m-dyr-h", "default"]
+RESULTS = ["gpu_check.md", "gpu_tests.txt", "gpu_syncs.md", "callback_overhead_cifar10_gpu.md",
+           "callback_overhead_cifar10_gpu.json", "cifar10_gpu.md", "cifar10_gpu.json", "steps.log"]
 # Epoch times to plan with when the overhead step left none (seconds, one run alone on an H200 class GPU).
 FALLBACK_EPOCH = {"mixup": 15.0, "bootstrap": 25.0}
 # How much slower each of the concurrent runs is assumed to go than one run alone on the GPU: four
@@ -89,27 +93,35 @@ def machine_lines():
     return lines
 
 
-def run_step(log, name, command, timeout, env=None, output=None):
-    """Run one step; log its command, seconds and exit status; never raise."""
+def run_step(log, name, command, timeout, output, env=None):
+    """Run one step in a process group of its own, its output appended to ``output``; at ``timeout``
+    stop the whole group (training processes it started included). Log the command, seconds,
+    exit status and the end of the output; never raise."""
     log.write("", f"## {name}", "", f"- command: `{shlex.join(command)}`", f"- time allowed: {timeout:.0f} s")
     if timeout < 5:
         log.write("- skipped: no time left")
         return None
     start = time.time()
-    stream = open(output, "w") if output else None
-    try:
-        process = subprocess.run(command, cwd=REPO, env={**os.environ, **(env or {})}, timeout=timeout,
-                                 stdout=stream or subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        status, text = f"exit {process.returncode}", process.stdout
-    except subprocess.TimeoutExpired as error:
-        status, text = f"stopped after {timeout:.0f} s", error.stdout
-        text = text.decode(errors="replace") if isinstance(text, bytes) else text
-    finally:
-        if stream:
-            stream.close()
-    if output:
-        text = Path(output).read_text(errors="replace")
-    tail = "\n".join((text or "").strip().splitlines()[-15:])
+    with open(output, "a") as stream:  # steps may share one output file
+        offset = stream.tell()
+        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=stream,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            status = f"exit {process.wait(timeout)}"
+        except subprocess.TimeoutExpired:
+            status = f"stopped after {timeout:.0f} s"
+            for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(process.pid, sig)
+                    process.wait(grace)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+    with open(output, errors="replace") as stream:
+        stream.seek(offset)
+        tail = "\n".join(stream.read().strip().splitlines()[-40:])
     log.write(f"- {status}, {time.time() - start:.0f} s", "", "```", tail, "```")
     return status
 
@@ -143,6 +155,8 @@ def main():
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    for name in RESULTS:  # an earlier run's results in the same folder must not pass for this run's
+        (out / name).unlink(missing_ok=True)
     start = args.start or time.time()
     deadline = start + args.budget - (5 if args.smoke else 15)  # the last seconds write the tables
 
@@ -163,17 +177,18 @@ def main():
     # 1. Tests.
     tests = SMOKE_TESTS if args.smoke else TESTS
     run_step(log, "1. CUDA-relevant tests", [python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *tests],
-             min(40 if args.smoke else 130, left() - 60), env, out / "gpu_tests.txt")
+             min(60 if args.smoke else 130, left() - 60), out / "gpu_tests.txt", env)
 
     # 2. Overhead per epoch, one process.
     if args.smoke:
         size = ["--dataset", "synthetic", "--width", "4", "--n-train", "512", "--n-test", "256", "--rounds", "1"]
     else:
         size = ["--dataset", "cifar10", "--width", "64", "--n-train", "50000", "--n-test", "1000", "--rounds", "2", *data]
-    allowed = min(30 if args.smoke else 200, left() * 0.45)
+    allowed = min(60 if args.smoke else 200, left() * 0.45)
     run_step(log, "2. Overhead per epoch", [python, "benchmarks/callback_overhead.py", "--model", "preact-resnet18",
                                             "--loader", "tensor", "--max-seconds", f"{allowed - 25:.0f}",
-                                            "--out-name", "callback_overhead_cifar10_gpu.md", *size], allowed, env)
+                                            "--out-name", "callback_overhead_cifar10_gpu.md", *size], allowed,
+             out / "steps.log", env)
 
     # 3. The largest 80%-noise comparison that fits.
     epochs, reasoning = plan_epochs(out / "callback_overhead_cifar10_gpu.json", left(), args.jobs, args.smoke)
@@ -185,7 +200,7 @@ def main():
     run_step(log, "3. CIFAR-10, 80% symmetric noise", [
         python, "benchmarks/cifar10.py", "--tag", "gpu", "--fresh", "--schedule", "one-cycle", "--epochs", str(epochs),
         "--noise-rates", "0.8", "--methods", *METHODS, "--jobs", str(args.jobs), "--deadline", f"{deadline:.0f}", *size,
-    ], left() + 10, {**env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 4) // args.jobs))})
+    ], left() + 10, out / "steps.log", {**env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 4) // args.jobs))})
     log.write("", f"Finished after {time.time() - start:.0f} s of a {args.budget:.0f} s budget.")
     expected = ["gpu_tests.txt", "callback_overhead_cifar10_gpu.md", "cifar10_gpu.md"]
     missing = [name for name in expected if not (out / name).exists()]

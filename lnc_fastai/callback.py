@@ -55,7 +55,7 @@ WEIGHT_CLIP = (1e-4, 1 - 1e-4)
 # epoch 105 (1-based 106), bootstrapping from 110 (111), temperature 1 at 110 falling by equal
 # steps to 0.001 at 198 (``linspace(1, 0.001, 89)``, one step per epoch).
 PAPER_MIXING_ONLY = 5 / 300
-PAPER_SHARPENING = (110 / 300, 198 / 300)
+PAPER_SHARPENING_LENGTH = 88 / 300
 
 
 @contextmanager
@@ -133,6 +133,8 @@ def _phase_end(start, length, n_epoch, name):
 
 
 def _check_sharpening(sharpening):
+    if sharpening is None:
+        return None
     if not (isinstance(sharpening, (tuple, list)) and len(sharpening) == 2):
         raise ValueError(f"sharpening must be a (start, end) pair of epochs or fractions of the run, got {sharpening!r}")
     for value in sharpening:
@@ -173,10 +175,11 @@ class DynamicBootstrapMixUp(Callback):
         mixing before bootstrapping starts. The default is the reference's 5 of 300 epochs;
         with a fractional ``warmup`` the two fractions are added before rounding, so the phase
         ends where the paper's epoch 110 of 300 falls in a run of any length.
-    sharpening : (start, end)
+    sharpening : (start, end), optional
         Epochs (ints) or fractions of the run (floats) over which the "soft-to-hard" temperature
-        falls linearly from 1 to 0.001 (one step per epoch); the default is the reference's
-        0-based epochs 110 to 198 of 300 (its ``linspace(1, 0.001, 89)`` from epoch 111, 1-based).
+        falls linearly from 1 to 0.001 (one step per epoch). By default it starts with
+        bootstrapping and falls over 88/300 of the run, as the reference's
+        ``linspace(1, 0.001, 89)`` does from its epoch 111 to 199 (1-based) of 300.
     reg_weight : float
         Weight eta of the class-balance regulariser, applied with bootstrapping (as the reference
         does); 0 switches it off.
@@ -221,7 +224,7 @@ class DynamicBootstrapMixUp(Callback):
         detector=None,
         detector_mixing=False,
         mixing_only=PAPER_MIXING_ONLY,
-        sharpening=PAPER_SHARPENING,
+        sharpening=None,
         noise_mask=None,
         augmented_tracking=False,
         keep_trace=False,
@@ -267,7 +270,11 @@ class DynamicBootstrapMixUp(Callback):
         self.bootstrap_epoch = self.warmup_epochs
         if self.detector_mixing:
             self.bootstrap_epoch = _phase_end(self.warmup, self.mixing_only, self.n_epoch, "mixing_only")
-        self.sharpening_epochs = tuple(_epochs(value, self.n_epoch, "sharpening") for value in self.sharpening)
+        if self.sharpening is None:  # from the start of bootstrapping, for the reference's share of the run
+            start = self.bootstrap_epoch
+            self.sharpening_epochs = (start, start + _epochs(PAPER_SHARPENING_LENGTH, self.n_epoch, "sharpening"))
+        else:
+            self.sharpening_epochs = tuple(_epochs(value, self.n_epoch, "sharpening") for value in self.sharpening)
         if self.sharpening_epochs[1] < self.sharpening_epochs[0]:
             raise ValueError(
                 f"sharpening must end after it starts; {self.sharpening!r} in a run of {self.n_epoch} epochs "
@@ -325,7 +332,8 @@ class DynamicBootstrapMixUp(Callback):
 
     @property
     def bootstrapping(self):
-        """Whether this epoch's batches bootstrap (past warm-up, with a fitted detector)."""
+        """Whether this epoch's batches bootstrap (past the warm-up and, with ``detector_mixing``,
+        the detector-mixing-only epochs, with a fitted detector)."""
         return self.phase == "bootstrap"
 
     def before_batch(self):

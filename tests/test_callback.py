@@ -394,7 +394,7 @@ class ReferenceMdDyrSh(Callback):
     order = DynamicBootstrapMixUp.order - 1  # sees each batch before it is mixed
 
     def before_fit(self):
-        self.checked, self.temperatures = {}, {}
+        self.checked, self.temperatures, self.mixing_lams = {}, {}, []
 
     def before_batch(self):
         if self.training:
@@ -422,6 +422,7 @@ class ReferenceMdDyrSh(Callback):
             if self.epoch < 2:  # epochs 106-110 of the reference: plain mixup loss, a fresh Beta(32, 32) draw
                 lam = batch.loss_lam
                 assert isinstance(lam, float) and 0 < lam < 1
+                self.mixing_lams.append(lam)
                 expected = lam * F.nll_loss(log_probs, y) + (1 - lam) * F.nll_loss(log_probs, y[index])
             else:  # soft-to-hard bootstrapping, temperature linspace(1, 0.001, end - start + 1)[epoch - start]
                 temperature = np.linspace(1, 0.001, 3)[min(self.epoch - 2, 2)]
@@ -452,13 +453,16 @@ def test_md_dyr_sh_is_the_reference_loss_and_phases_by_hand():
     assert cb.warmup_epochs == 1 and cb.bootstrap_epoch == 2
     assert reference.checked == {epoch: N_TRAIN // 32 for epoch in range(5)}
     assert reference.temperatures == pytest.approx({2: 1.0, 3: 0.5005, 4: 0.001})
+    assert len(set(reference.mixing_lams)) == len(reference.mixing_lams) == N_TRAIN // 32  # a fresh draw per batch
 
 
 def test_md_dyr_sh_milestones_scale_with_the_run():
     """The reference's 0-based epochs 105 (detector mixing), 110 (bootstrapping, sharpening
-    starts) and 198 (temperature 0.001) of 300, in runs of other lengths."""
-    for n_epoch, expected in ((300, (105, 110, (110, 198))), (30, (10, 11, (11, 20))), (6, (2, 2, (2, 4)))):
-        cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True)
+    starts) and 198 (temperature 0.001) of 300, in runs of other lengths; with another warm-up
+    the sharpening starts with bootstrapping all the same."""
+    for n_epoch, warmup, expected in ((300, 0.35, (105, 110, (110, 198))), (30, 0.35, (10, 11, (11, 20))),
+                                      (6, 0.35, (2, 2, (2, 4))), (300, 0.5, (150, 155, (155, 243)))):
+        cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, warmup=warmup)
         cb.n_epoch, cb.learn = n_epoch, tensor_learner([])
         cb.before_fit()
         assert (cb.warmup_epochs, cb.bootstrap_epoch, cb.sharpening_epochs) == expected
