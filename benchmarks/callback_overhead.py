@@ -41,7 +41,7 @@ from fastai.callback.channelslast import ChannelsLast  # noqa: E402,F401  (adds 
 from fastai.callback.fp16 import MixedPrecision  # noqa: E402,F401  (adds Learner.to_fp16)
 from fastai.callback.mixup import MixUp  # noqa: E402
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
-from lnc_fastai.callback import eval_mode  # noqa: E402
+from lnc_fastai.batches import eval_mode  # noqa: E402
 from lnc_fastai.losses import bootstrap_targets  # noqa: E402
 from lnc_fastai.posterior_table import noisy_probability  # noqa: E402
 from lnc_sklearn import symmetric_noise  # noqa: E402
@@ -55,7 +55,7 @@ class ReferenceStyleBootstrap(DynamicBootstrapMixUp):
             targets = bootstrap_targets(self.model(*xb).float(), self.bootstrap)  # train mode
         with torch.no_grad(), eval_mode(self.model):
             losses = F.cross_entropy(self.model(*xb).float(), labels, reduction="none")
-        weights = noisy_probability(self.detector, losses.cpu().numpy())
+        weights = noisy_probability(self.detector_, losses.cpu().numpy())
         return torch.from_numpy(weights).float().to(labels.device), targets
 
 

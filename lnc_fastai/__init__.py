@@ -1,11 +1,16 @@
 """lnc for fastai: train through label noise with dynamic bootstrapping and mixup.
 
-``DynamicBootstrapMixUp`` is a fastai ``Callback`` (M-DYR-H, M-DYR-S and MD-DYR-SH of Arazo et al., 2019);
-:mod:`lnc_fastai.losses` holds the bootstrapping losses as plain PyTorch functions. Detection
-itself comes from :mod:`lnc_sklearn`, which never imports torch or fastai.
+``DynamicBootstrapMixUp`` is a fastai ``Callback`` (M-DYR-H, M-DYR-S and MD-DYR-SH of Arazo et
+al., 2019); :mod:`lnc_fastai.losses` holds the bootstrapping losses as plain PyTorch functions.
+Detection itself comes from :mod:`lnc_sklearn`, which never imports torch or fastai.
+
+Importing ``lnc_fastai`` (or ``lnc_fastai.losses``) imports torch but not fastai, and changes
+nothing in fastai or torch: fastai is imported when a fastai-facing name (the callback, the
+checkpoint helpers, ``GlooBroadcast``, ``plot_top_suspects``) is first used.
 """
 
-from .callback import DynamicBootstrapMixUp
+import importlib
+
 from .losses import (
     bootstrap_targets,
     bootstrapping_loss,
@@ -15,13 +20,26 @@ from .losses import (
     sharpening_temperature,
     static_bootstrapping_loss,
 )
-from .plots import plot_top_suspects
 from .posterior_table import PosteriorTable
+
+# Names whose modules import fastai, loaded on first use.
+_FASTAI = {
+    "DynamicBootstrapMixUp": "callback",
+    "plot_top_suspects": "plots",
+    "save_checkpoint": "state",
+    "load_checkpoint": "state",
+    "SaveModelWithState": "state",
+    "GlooBroadcast": "gloo",
+}
 
 __all__ = [
     "DynamicBootstrapMixUp",
     "PosteriorTable",
     "plot_top_suspects",
+    "save_checkpoint",
+    "load_checkpoint",
+    "SaveModelWithState",
+    "GlooBroadcast",
     "bootstrap_targets",
     "bootstrapping_loss",
     "class_balance_regulariser",
@@ -30,3 +48,15 @@ __all__ = [
     "sharpening_temperature",
     "static_bootstrapping_loss",
 ]
+
+
+def __getattr__(name):
+    if name in _FASTAI:
+        value = getattr(importlib.import_module(f".{_FASTAI[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -85,20 +85,3 @@ def unwrap(model):
     The callback's own forwards (the per-epoch pass, the per-batch eval forward) use it, so they
     start no collective operation: ranks may run them a different number of times."""
     return model.module if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) else model
-
-
-def _broadcast_on_the_backends_device(self, t, rank):
-    """fastai's ``DistributedDL._broadcast`` always moves the indices to CUDA (NCCL needs it),
-    which fails on a CPU-only run with gloo; use the device the backend works on."""
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.as_tensor(t, dtype=torch.long, device=device)
-    dist.broadcast(t, rank)
-    return t.cpu().tolist()
-
-
-def _fix_fastai_broadcast_for_gloo():
-    try:
-        from fastai.distributed import DistributedDL
-    except Exception:  # fastai.distributed needs accelerate; without it there is nothing to fix
-        return
-    DistributedDL._broadcast = _broadcast_on_the_backends_device

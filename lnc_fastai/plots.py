@@ -19,6 +19,11 @@ from lnc_sklearn.plotting import _finish, _pyplot
 __all__ = ["plot_top_suspects"]
 
 
+def _has_report(cb):
+    """A DynamicBootstrapMixUp, told by what it offers (this module does not import the callback)."""
+    return callable(getattr(cb, "report", None)) and hasattr(cb, "losses_") and hasattr(cb, "p_noisy_")
+
+
 def _as_image(x):
     """An array ``imshow`` can draw, or None when ``x`` does not look like an image."""
     x = np.asarray(to_cpu(x).as_subclass(torch.Tensor).float() if torch.is_tensor(x) else x, dtype=np.float64)
@@ -96,10 +101,8 @@ def plot_top_suspects(cb, k=9, *, ncols=3, show=None, figsize=None, path=None):
         Tile titles read ``given -> predicted`` (red when they differ), ``p_noisy`` and the loss,
         and, when the callback has a noise mask, whether the label was truly wrong.
     """
-    from .callback import DynamicBootstrapMixUp
-
-    if not isinstance(cb, DynamicBootstrapMixUp):
-        found = [c for c in getattr(cb, "cbs", []) if isinstance(c, DynamicBootstrapMixUp)]
+    if not _has_report(cb):
+        found = [c for c in getattr(cb, "cbs", []) if _has_report(c)]
         if not found:
             raise TypeError(f"plot_top_suspects needs a DynamicBootstrapMixUp or a Learner with one; got {type(cb).__name__}")
         cb = found[0]

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.basics import CrossEntropyLossFlat, Datasets, Learner, TensorBase, TensorCategory
+from fastai.distributed import DistributedTrainer  # noqa: F401  (adds Learner.distrib_ctx, as fastai's docs import it)
 from fastai.torch_core import set_seed
 from torch import nn
 
-from lnc_fastai import DynamicBootstrapMixUp
+from lnc_fastai import DynamicBootstrapMixUp, GlooBroadcast
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 203, 40, 6, 3  # 203: odd, so the ranks' shares need padding
 PARAMETERS = ["alphas_0", "alphas_1", "betas_0", "betas_1", "weights_0", "weights_1", "bounds_0", "bounds_1"]
@@ -49,7 +50,8 @@ def learner():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(N_FEATURES, 16), nn.ReLU(), nn.Linear(16, N_CLASSES))
     cb = DynamicBootstrapMixUp(warmup=1, noise_mask=flip[:N_TRAIN].numpy())
-    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cb), cb
+    # GlooBroadcast: fastai's DistributedDL broadcasts on CUDA, which gloo on a CPU cannot.
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=[cb, GlooBroadcast()]), cb
 
 
 def main():

@@ -26,7 +26,8 @@ from fastai.torch_core import set_seed
 from torch import nn
 
 from lnc_fastai import DynamicBootstrapMixUp, PosteriorTable
-from lnc_fastai.callback import _epochs, eval_mode, mix_inputs
+from lnc_fastai.batches import eval_mode, mix_inputs
+from lnc_fastai.schedule import epochs_of as _epochs
 from lnc_fastai.losses import sharpening_temperature
 from lnc_sklearn import BetaMixtureNoiseDetector
 
@@ -223,7 +224,7 @@ def test_report_one_row_per_sample_in_dataset_order():
     assert {"given_label", "predicted_label", "loss", "p_noisy", "is_noisy", "truly_noisy"} <= set(report.columns)
     np.testing.assert_array_equal(report["given_label"], noisy[:N_TRAIN].numpy())
     np.testing.assert_array_equal(report["is_noisy"], report["p_noisy"] > 0.5)
-    expected = cb.detector.predict_proba(report["loss"].to_numpy().reshape(-1, 1))[:, 1]
+    expected = cb.detector_.predict_proba(report["loss"].to_numpy().reshape(-1, 1))[:, 1]
     np.testing.assert_allclose(report["p_noisy"], expected)
 
 
@@ -250,7 +251,7 @@ def test_export_and_load_learner(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x[:5].to(next(loaded.model.parameters()).device)).cpu(),
                                    learn.model(x[:5].to(next(learn.model.parameters()).device)).cpu())
-    assert loaded.dynamic_bootstrap_mix_up.detector.alphas_.tolist() == cb.detector.alphas_.tolist()
+    assert loaded.dynamic_bootstrap_mix_up.detector_.alphas_.tolist() == cb.detector_.alphas_.tolist()
 
 
 def test_trace_file(tmp_path):
@@ -266,6 +267,17 @@ def test_trace_file(tmp_path):
     np.testing.assert_array_equal(trace["changed"], mask)
     np.testing.assert_array_equal(trace["noisy_labels"], noisy[:N_TRAIN].numpy())
     np.testing.assert_allclose(trace["losses"][-1], cb.losses_, rtol=1e-6)
+
+
+def test_the_detector_argument_is_left_as_given():
+    given = BetaMixtureNoiseDetector(max_iter=20)
+    cb = DynamicBootstrapMixUp(warmup=1, detector=given)
+    quiet_fit(tensor_learner(cb))
+    assert cb.detector is given and not hasattr(given, "alphas_")  # never fitted itself
+    assert cb.detector_ is not given and cb.detector_.max_iter == 20 and hasattr(cb.detector_, "alphas_")
+    default = DynamicBootstrapMixUp(warmup=1)
+    quiet_fit(tensor_learner(default))
+    assert default.detector is None and isinstance(default.detector_, BetaMixtureNoiseDetector)
 
 
 def test_failing_detector_fit_keeps_previous_fit():

@@ -12,7 +12,7 @@ from fastai.basics import CancelFitException, Callback
 from fastai.torch_core import set_seed
 from test_callback import make_data, quiet_fit, tensor_learner
 
-from lnc_fastai import DynamicBootstrapMixUp
+from lnc_fastai import DynamicBootstrapMixUp, SaveModelWithState, load_checkpoint, save_checkpoint
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
 
 
@@ -163,13 +163,13 @@ def test_resume_from_a_checkpoint_gives_the_same_detector(tmp_path, detector):
     _, whole = _run(tmp_path, [], make)
     stopped_learn, stopped = _run(tmp_path, [StopAfter(epoch=1)], make)
     assert list(stopped.history["epoch"]) == [0, 1]
-    stopped_learn.save("checkpoint")  # model, optimizer and the callback's state beside them
+    save_checkpoint(stopped_learn, "checkpoint")  # model, optimizer and the callback's state beside them
     assert (tmp_path / "models" / "checkpoint.dynamic_bootstrap_mix_up.npz").exists()
 
     cb = DynamicBootstrapMixUp(warmup=1, detector=make())
     learn = tensor_learner([cb, SeedEveryEpoch()])
     learn.path, learn.model_dir = tmp_path, "models"
-    learn.load("checkpoint")
+    load_checkpoint(learn, "checkpoint")
     assert cb.table is not None and list(cb.history["epoch"]) == [0, 1]
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -186,17 +186,37 @@ def test_resume_would_differ_without_the_state(tmp_path):
     bootstrapping, and the detector at epoch 2 comes out different."""
     _, whole = _run(tmp_path, [])
     stopped_learn, _ = _run(tmp_path, [StopAfter(epoch=1)])
-    stopped_learn.save("checkpoint")
+    save_checkpoint(stopped_learn, "checkpoint")
     (tmp_path / "models" / "checkpoint.dynamic_bootstrap_mix_up.npz").unlink()
     cb = DynamicBootstrapMixUp(warmup=1)
     learn = tensor_learner([cb, SeedEveryEpoch()])
     learn.path, learn.model_dir = tmp_path, "models"
     with pytest.warns(RuntimeWarning, match="no dynamic_bootstrap_mix_up state beside"):
-        learn.load("checkpoint")
+        load_checkpoint(learn, "checkpoint")
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         learn.fit_one_cycle(4, 1e-2, start_epoch=2)
     assert not np.allclose(cb.losses_, whole.losses_, rtol=1e-4, atol=1e-6)
+
+
+def test_plain_save_leaves_the_callback_alone(tmp_path):
+    """lnc changes nothing in fastai: learn.save writes the model only; the state goes with
+    save_checkpoint (or SaveModelWithState)."""
+    learn, _ = _run(tmp_path, [StopAfter(epoch=1)])
+    learn.save("plain")
+    assert (tmp_path / "models" / "plain.pth").exists()
+    assert not (tmp_path / "models" / "plain.dynamic_bootstrap_mix_up.npz").exists()
+
+
+def test_save_model_with_state_keeps_the_best_epochs_state(tmp_path):
+    """fastai's SaveModelCallback, with the callback's state saved beside every best model and
+    restored with it at the end of the fit."""
+    saver = SaveModelWithState(monitor="valid_loss", fname="best")
+    learn, cb = _run(tmp_path, [saver])
+    assert (tmp_path / "models" / "best.pth").exists()
+    assert (tmp_path / "models" / "best.dynamic_bootstrap_mix_up.npz").exists()
+    best = int(np.argmin([row[1] for row in learn.recorder.values]))
+    assert list(cb.history["epoch"]) == list(range(best + 1))  # the history of the best epoch, restored
 
 
 def test_state_files_are_checked_and_never_unpickled(tmp_path):

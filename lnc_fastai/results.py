@@ -1,0 +1,122 @@
+"""What :class:`DynamicBootstrapMixUp` hands back after training: the per-epoch history, the
+per-sample report, pictures and the trace file. A mixin over the attributes the callback fills
+in (``epoch_records``, ``losses_``, ``labels_``, ``predictions_``, ``p_noisy_``, ``trace``,
+``detector_``)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lnc_sklearn import report_from_probabilities
+from lnc_sklearn._atomic import atomic_path
+
+from .posterior_table import detector_input
+from .tracking import training_loader
+
+__all__ = ["ResultsMixin"]
+
+
+class ResultsMixin:
+    """``history``, ``report()``, the plots and ``save_trace()`` of the callback."""
+
+    @property
+    def history(self):
+        """One row per tracked epoch: estimated noise fraction, AUC (with a noise mask), parameters."""
+        return pd.DataFrame(self.epoch_records)
+
+    def _check_tracked(self):
+        if self.losses_ is None:
+            raise RuntimeError("no epoch has been tracked yet: fit the learner with this callback first")
+
+    def report(self, sort=False, threshold=0.5):
+        """One row per training sample, in dataset order (``sort=True``: most suspect first), from
+        the last tracked epoch: the columns of :func:`lnc_sklearn.noise_report`.
+
+        ``item`` is the file path or row label where fastai knows it, else the sample's index;
+        ``given_class``/``predicted_class`` appear when the data has a vocabulary, ``mean_p_noisy``
+        and ``epochs_flagged`` (the sample's history) with ``keep_trace=True``,
+        ``given_label_probability`` with ``trace_probs=True``, ``truly_noisy`` with a noise mask.
+        Samples whose loss was not finite have no ``p_noisy`` and rank last.
+        """
+        self._check_tracked()
+        n = self.losses_.size
+        vocab = getattr(self.dls, "vocab", None)
+        names = None
+        if vocab is not None and not isinstance(vocab[0], (list, tuple)) and len(vocab) > max(self.labels_.max(), self.predictions_.max()):
+            names = [str(v) for v in vocab]
+        kept = self.keep_trace and self.trace["p_noisy"]
+        return report_from_probabilities(
+            self.losses_,
+            self.p_noisy_ if self.p_noisy_ is not None else np.full(n, np.nan),
+            labels=self.labels_,
+            pred_probs=self.trace["probs"][-1].astype(np.float64) if self.trace["probs"] else None,
+            predicted_labels=self.predictions_,
+            items=self._items(n),
+            class_names=names,
+            p_noisy_history=np.stack(self.trace["p_noisy"]) if kept else None,
+            noise_mask=self.noise_mask,
+            threshold=threshold,
+            sort=sort,
+        )
+
+    def plot_top_suspects(self, k=9, **kwargs):
+        """A grid of the ``k`` most suspect training samples; see :func:`lnc_fastai.plot_top_suspects`."""
+        from .plots import plot_top_suspects
+
+        return plot_top_suspects(self, k, **kwargs)
+
+    def plot_mixture(self, **kwargs):
+        """The last epoch's losses with the fitted mixture; see :func:`lnc_sklearn.plotting.plot_loss_mixture`."""
+        from lnc_sklearn.plotting import plot_loss_mixture
+
+        if self.losses_ is None or self.p_noisy_ is None:
+            raise RuntimeError("no fitted epoch yet: fit the learner with this callback first")
+        finite = np.isfinite(self.losses_)
+        mask = None if self.noise_mask is None else self.noise_mask[finite]
+        values = detector_input(self.detector_, self.losses_[finite])
+        return plot_loss_mixture(self.detector_, values, noise_mask=mask, **kwargs)
+
+    def plot_history(self, **kwargs):
+        """Noise fraction (and ROC-AUC) per epoch; see :func:`lnc_sklearn.plotting.plot_history`."""
+        from lnc_sklearn.plotting import plot_history
+
+        if self.noise_mask is not None:
+            kwargs.setdefault("true_noise_fraction", float(self.noise_mask.mean()))
+        return plot_history(self.history, **kwargs)
+
+    def _items(self, n):
+        items = getattr(training_loader(self.dls), "items", None)
+        if items is None or len(items) != n:
+            return np.arange(n)
+        if isinstance(items, (pd.DataFrame, pd.Series)):
+            return items.index.to_numpy()
+        if all(isinstance(item, (int, np.integer)) for item in items):
+            return np.asarray(items, dtype=np.int64)  # sample indices stay integers
+        return np.asarray([str(item) for item in items], dtype=object)  # file paths and the like
+
+    def save_trace(self, path):
+        """Write the kept per-epoch losses (and p_noisy, probabilities) to ``path`` as ``.npz``.
+
+        Keys: ``losses`` and ``p_noisy`` (epochs x samples, float32), ``noisy_labels`` (the given
+        labels), ``epochs``, and ``probs`` (epochs x samples x classes, float16) and ``changed``
+        (the noise mask) when kept/given. The file is written whole or not at all.
+        """
+        if not self.keep_trace or not self.trace["losses"]:
+            raise RuntimeError("no trace kept: create the callback with keep_trace=True and fit first")
+        arrays = {
+            "losses": np.stack(self.trace["losses"]),
+            "p_noisy": np.stack(self.trace["p_noisy"]),
+            "noisy_labels": self.labels_,
+            "epochs": np.asarray([record["epoch"] for record in self.epoch_records]),
+        }
+        if self.trace["probs"]:
+            arrays["probs"] = np.stack(self.trace["probs"])
+        if self.noise_mask is not None:
+            arrays["changed"] = self.noise_mask
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **arrays)
+        return path
