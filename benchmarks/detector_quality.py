@@ -52,7 +52,7 @@ DETECTORS = {
 
 def reference_high_end_fix(detector, losses, resolution=100, nearest=False):
     """The reference's posterior: a 100-point table over [0, 1], made non-decreasing past
-    its maximum only (METHOD.md, section 2), indexed as the reference code does it:
+    its maximum only (as in the authors' code), indexed as the reference code does it:
     ``table[int(100 * x)]`` on ``linspace(0, 1, 100)``. That reads a value at
     ``floor(100 x) / 99``, on average at ``x + (x - 0.5) / 99``: a little towards the clean
     end below x = 0.5 and towards the noisy end above it. ``nearest=True`` reads the grid

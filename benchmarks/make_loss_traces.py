@@ -7,7 +7,7 @@ one ``.npz`` per run with ``losses`` (epochs x samples, float32), ``noisy_labels
 ``true_labels`` and ``changed`` (the true noise mask).
 
 Data (``mnist.npz``, ``fashion_mnist.npz``, ``cifar10_jpeg.npz``) is read from
-``--data-dir``, else ``$LNC_DATA_DIR``, else ``../shared/data`` beside the repository.
+``--data-dir``, else ``$LNC_DATA_DIR``.
 
 Run: ``python benchmarks/make_loss_traces.py --dataset fashion_mnist --noise 0.2 0.5 0.8``
 """

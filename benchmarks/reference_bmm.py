@@ -1,4 +1,4 @@
-"""A straightforward re-implementation of the paper's Beta-mixture fit (METHOD.md, section 2).
+"""A straightforward re-implementation of the paper's Beta-mixture fit (Arazo et al., 2019, section 3).
 
 Written as the reference code behaves, on purpose without any of lnc's improvements: it is
 the baseline that ``detector_speed.py`` times and that the tests compare

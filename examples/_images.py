@@ -1,8 +1,8 @@
 """Real image data for the examples and benchmarks as fastai DataLoaders (per-sample, or whole tensors kept on the device), and a small CNN.
 
 Reads ``mnist.npz``, ``fashion_mnist.npz`` or ``cifar10_jpeg.npz`` (official order and labels)
-from ``--data-dir``, else ``$LNC_DATA_DIR``, else ``../shared/data`` beside the repository. Where
-none is there, MNIST and CIFAR-10 come from fastai's ``untar_data`` (needs a network; the order
+from ``--data-dir``, else ``$LNC_DATA_DIR``. Where
+neither is given, MNIST and CIFAR-10 come from fastai's ``untar_data`` (needs a network; the order
 is then the folders' sorted order, not the official one).
 """
 
@@ -19,7 +19,6 @@ from fastai.torch_core import TensorCategory, TensorImage
 from fastai.data.transforms import IntToFloatTensor, Normalize, Transform
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
 FILES = {"mnist": "mnist.npz", "fashion_mnist": "fashion_mnist.npz", "cifar10": "cifar10_jpeg.npz"}
 CLASSES = {
     "digits": [str(i) for i in range(10)],
@@ -31,9 +30,9 @@ CLASSES = {
 
 
 def data_dir(arg=None):
-    """The data folder: ``arg``, else ``$LNC_DATA_DIR``, else ``../shared/data``; None if absent."""
-    path = Path(arg or os.environ.get("LNC_DATA_DIR") or REPO.parent / "shared" / "data")
-    return path if path.is_dir() else None
+    """The data folder: ``arg``, else ``$LNC_DATA_DIR``; None if neither names a folder."""
+    path = arg or os.environ.get("LNC_DATA_DIR")
+    return Path(path) if path and Path(path).is_dir() else None
 
 
 def _decode_jpegs(jpeg, offsets):

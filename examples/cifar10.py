@@ -24,8 +24,8 @@ Data stay on the training device as uint8; each batch is indexed out of them, au
 (random crop after 4-pixel zero padding, horizontal flip) and normalised, so a GPU never waits
 for the CPU. On CUDA, mixed precision and channels-last memory are on by default.
 
-Data: ``--data-dir``, else ``$LNC_DATA_DIR``, else ``../shared/data`` (``cifar10_jpeg.npz``); with
-none of those, fastai's ``untar_data(URLs.CIFAR)`` (network needed).
+Data: ``--data-dir``, else ``$LNC_DATA_DIR`` (a folder holding ``cifar10_jpeg.npz``); with
+neither, fastai's ``untar_data(URLs.CIFAR)`` (network needed).
 
 Run (full paper schedule, GPU):  ``python examples/cifar10.py --method m-dyr-h --noise 0.8``
 Short schedule:  ``python examples/cifar10.py --schedule one-cycle --epochs 30 --method m-dyr-h --noise 0.8``

@@ -5,7 +5,7 @@ flip, and prints the test accuracy, the detector's view of the noise per epoch, 
 suspect training images with their given and predicted classes. Optionally saves the per-epoch
 loss trace for detection benchmarks.
 
-Data: ``--data-dir``, else ``$LNC_DATA_DIR``, else ``../shared/data`` (see
+Data: ``--data-dir``, else ``$LNC_DATA_DIR`` (see
 ``examples/_images.py``); MNIST and CIFAR-10 fall back to fastai's download.
 
 Run: ``python examples/fastai_images.py --dataset fashion_mnist --noise 0.5 --n-train 10000 --epochs 12``

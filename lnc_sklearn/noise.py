@@ -1,7 +1,8 @@
 """Label-noise injection for experiments: symmetric and class-conditional (asymmetric).
 
 Papers disagree on what "r% symmetric noise" means, and the numbers they report depend on
-it (METHOD.md, section 6), so both choices are explicit options here:
+it (Arazo et al. include the true class; many later papers do not), so both choices are
+explicit options here:
 
 - ``include_true_class=True`` (Arazo et al.): a picked sample gets a label drawn uniformly
   from all C classes, its own included, so only ``r (C - 1) / C`` of the labels end up

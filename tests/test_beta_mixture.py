@@ -191,7 +191,7 @@ def _log_odds(p):
 
 def test_monotone_fix_at_the_clean_end():
     # Clean alpha > 1 vanishes at 0, the broad noisy component wins there: the raw
-    # posterior says the cleanest samples are noisy (METHOD.md, section 2).
+    # posterior says the cleanest samples are noisy.
     detector = _detector_with(alphas=(2.0, 0.9), betas=(8.0, 1.2))
     x = np.linspace(0.001, 0.999, 999)
     raw = detector.set_params(monotone=False).predict_proba(x)[:, 1]
