@@ -12,15 +12,14 @@ Run: ``python benchmarks/anchoring_training.py [--seeds 1 2 3 4] [--noise 0.8 0.
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._report import markdown_table, write_json, write_results  # noqa: E402
-from benchmarks.noise_accuracy import LABELS, as_float_images, load_arrays, run  # noqa: E402
+from noise_accuracy import LABELS, run  # the sibling benchmark, beside this file
+
+from lnc_experiments.data import as_float_images, load_arrays
+from lnc_experiments.results import markdown_table, write_json, write_results
 
 
 def main():

@@ -22,7 +22,6 @@ on by default): ``--dataset cifar10 --model preact-resnet18 --width 64 --n-train
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -31,11 +30,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "examples")]
-from _images import as_float_images, image_dataloaders, load_arrays, small_cnn, tensor_dataloaders  # noqa: E402
-from preact_resnet import PreActResNet18  # noqa: E402
-from benchmarks._report import markdown_table, write_json, write_results  # noqa: E402
+from lnc_experiments.data import as_float_images, image_dataloaders, load_arrays, tensor_dataloaders
+from lnc_experiments.models import PreActResNet18, small_cnn
+from lnc_experiments.results import markdown_table, write_json, write_results
 from fastai.basics import Callback, CrossEntropyLossFlat, Learner  # noqa: E402
 from fastai.callback.channelslast import ChannelsLast  # noqa: E402,F401  (adds Learner.to_channelslast)
 from fastai.callback.fp16 import MixedPrecision  # noqa: E402,F401  (adds Learner.to_fp16)

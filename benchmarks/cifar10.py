@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lnc_experiments.cifar10 import METHODS, complete, parser, train
+from lnc_experiments.data import load_arrays
+from lnc_experiments.results import RESULTS, command_line, markdown_table, method_by_noise, write_json, write_results
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "examples")]
-from _images import load_arrays  # noqa: E402
-from benchmarks._report import RESULTS, command_line, markdown_table, method_by_noise, write_json, write_results  # noqa: E402
-from cifar10 import METHODS, complete, parser, train  # noqa: E402
 
 LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S",
           "md-dyr-sh": "MD-DYR-SH", "default": "DynamicBootstrapMixUp()"}

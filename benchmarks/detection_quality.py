@@ -28,96 +28,15 @@ Run: ``python benchmarks/detection_quality.py benchmarks/traces/dbmu_*.npz``
 """
 
 import argparse
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+
+from lnc_experiments.detection import LNC_BETA, LNC_GAUSSIAN, MIXTURES, PAPER_BETA, RAW_GAUSSIAN, evaluate_epoch, load_trace
+from lnc_experiments.results import RESULTS, markdown_table, write_json, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from benchmarks._report import RESULTS, markdown_table, write_json, write_results  # noqa: E402
-from benchmarks.detector_quality import reference_high_end_fix  # noqa: E402
-from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector  # noqa: E402
-
-CLEANLAB_SCORES = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
-
-
-def load_trace(path):
-    with np.load(path, allow_pickle=False) as trace:
-        missing = [key for key in ("losses", "probs", "noisy_labels", "changed") if key not in trace.files]
-        if missing:
-            raise SystemExit(f"{path} lacks {missing}: save it with DynamicBootstrapMixUp(keep_trace=True, "
-                             "trace_probs=True, noise_mask=...).save_trace(...)")
-        return {key: trace[key] for key in trace.files}
-
-
-PAPER_BETA = "Beta, paper (reference read-out)"
-LNC_BETA = "Beta, lnc default (monotone)"
-RAW_GAUSSIAN = "Gaussian, DivideMix (raw posterior)"
-LNC_GAUSSIAN = "Gaussian, lnc monotone"
-
-
-def _mixture_scores(losses):
-    """p(noisy) from the mixtures; non-finite losses (if any) score as the most suspect."""
-    finite = np.isfinite(losses)
-    values = losses[finite]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        paper = BetaMixtureNoiseDetector(max_iter=10, tol=0, init_params="paper").fit(values)
-        beta = BetaMixtureNoiseDetector().fit(values)
-        gaussian = GaussianMixtureNoiseDetector(random_state=0).fit(values)
-        raw_gaussian = GaussianMixtureNoiseDetector(random_state=0, monotone=False).fit(values)
-        scores = {
-            PAPER_BETA: reference_high_end_fix(paper, values),
-            LNC_BETA: beta.predict_proba(values)[:, 1],
-            RAW_GAUSSIAN: raw_gaussian.predict_proba(values)[:, 1],
-            LNC_GAUSSIAN: gaussian.predict_proba(values)[:, 1],
-        }
-    full = {}
-    for name, p in scores.items():
-        out = np.ones(losses.size)
-        out[finite] = p
-        full[name] = out
-    return full
-
-
-MIXTURES = (PAPER_BETA, LNC_BETA, RAW_GAUSSIAN, LNC_GAUSSIAN)
-
-
-def evaluate_epoch(losses, probs, labels, changed):
-    """One row per method: AUC, AP and, for flagging methods, precision/recall/flagged."""
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
-    probs = np.clip(probs.astype(np.float64), 1e-12, None)
-    probs /= probs.sum(axis=1, keepdims=True)  # float16 rows do not sum to 1 exactly
-    suspicion = _mixture_scores(losses)
-    flagged = {name: p > 0.5 for name, p in suspicion.items()}
-    suspicion["raw loss"] = np.nan_to_num(losses, nan=np.inf)
-    for method in CLEANLAB_SCORES:
-        quality = get_label_quality_scores(labels, probs, method=method)
-        suspicion[f"cleanlab {method}"] = -quality  # low quality = suspect
-    issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
-    flagged["cleanlab find_label_issues"] = issues
-    suspicion["cleanlab find_label_issues"] = issues.astype(float)
-    rows = []
-    for name, score in suspicion.items():
-        score = np.nan_to_num(score, posinf=np.finfo(float).max)
-        row = {"method": name, "AUC": roc_auc_score(changed, score), "AP": average_precision_score(changed, score)}
-        if name in MIXTURES:
-            row.update(brier=float(np.mean((score - changed) ** 2)), rate_error=float(abs(score.mean() - changed.mean())))
-        if name in flagged:
-            chosen = flagged[name]
-            row.update(
-                flagged=int(chosen.sum()),
-                precision=float(changed[chosen].mean()) if chosen.any() else np.nan,
-                recall=float(chosen[changed].mean()),
-            )
-        rows.append(row)
-    return rows
 
 
 def main():

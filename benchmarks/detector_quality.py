@@ -15,19 +15,18 @@ Run: ``python benchmarks/detector_quality.py [TRACE.npz ...]`` (default: every
 """
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
+from lnc_experiments.reference_bmm import reference_high_end_fix
+from lnc_experiments.results import markdown_table, write_results
+from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from benchmarks._report import markdown_table, write_results  # noqa: E402
-from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector  # noqa: E402
 
 PAPER_FIT = dict(max_iter=10, tol=0, init_params="paper")
 DETECTORS = {
@@ -48,21 +47,6 @@ DETECTORS = {
     ),
     "Gaussian (DivideMix)": lambda: GaussianMixtureNoiseDetector(random_state=0),
 }
-
-
-def reference_high_end_fix(detector, losses, resolution=100, nearest=False):
-    """The reference's posterior: a 100-point table over [0, 1], made non-decreasing past
-    its maximum only (as in the authors' code), indexed as the reference code does it:
-    ``table[int(100 * x)]`` on ``linspace(0, 1, 100)``. That reads a value at
-    ``floor(100 x) / 99``, on average at ``x + (x - 0.5) / 99``: a little towards the clean
-    end below x = 0.5 and towards the noisy end above it. ``nearest=True`` reads the grid
-    point nearest to x instead, to tell that offset from the table itself."""
-    grid = np.linspace(0, 1, resolution)
-    table = expit(detector._log_odds_on_unit(np.clip(grid, detector.clip_eps, 1 - detector.clip_eps)))
-    table[table.argmax():] = table.max()
-    x = detector._to_unit(losses)
-    index = np.rint(x * (resolution - 1)) if nearest else x * resolution
-    return table[np.clip(index.astype(int), 0, resolution - 1)]
 
 
 def evaluate(trace_path):

@@ -15,17 +15,14 @@ Run: ``python benchmarks/detector_speed.py [--sizes 50000 1000000 10000000] [--r
 """
 
 import argparse
-import sys
 import time
 import tracemalloc
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._report import write_results  # noqa: E402
-from benchmarks.reference_bmm import reference_bmm_fit  # noqa: E402
+from lnc_experiments.reference_bmm import reference_bmm_fit
+from lnc_experiments.results import write_results
 from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector  # noqa: E402
 
 

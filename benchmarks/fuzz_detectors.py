@@ -1,6 +1,6 @@
 """A long property-based run of the detectors' contract, with the counts recorded.
 
-The same strategies and check as ``tests/test_fuzz.py`` (``tests/detector_properties.py``),
+The same strategies and check as ``tests/test_fuzz.py`` (``lnc_experiments.properties``),
 with many more generated cases: each detector is fitted on a generated array and read out on
 it and on a second one, and must give finite, valid output or a ``ValueError`` that says what
 was wrong. Writes ``benchmarks/results/fuzz_detectors.md``.
@@ -9,19 +9,14 @@ Run: ``python benchmarks/fuzz_detectors.py --examples 5000``
 """
 
 import argparse
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
 
-import pandas as pd  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-
-from benchmarks._report import markdown_table, write_results  # noqa: E402
-from detector_properties import DETECTORS, check_contract, values  # noqa: E402
+from lnc_experiments.properties import DETECTORS, check_contract, values
+from lnc_experiments.results import markdown_table, write_results
 
 
 def run(name, examples):

@@ -14,7 +14,6 @@ Run: ``python benchmarks/make_loss_traces.py --dataset fashion_mnist --noise 0.2
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -22,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lnc_experiments.data import as_float_images, load_arrays
+from lnc_sklearn import symmetric_noise
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "examples")]
-from _images import as_float_images, load_arrays  # noqa: E402
-from lnc_sklearn import symmetric_noise  # noqa: E402
 
 
 def load_images(data_dir, dataset, n_train):

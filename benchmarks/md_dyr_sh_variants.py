@@ -12,14 +12,13 @@ Run: ``python benchmarks/md_dyr_sh_variants.py [--seeds 1 2 3 4] [--noise 0.9]``
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._report import markdown_table, write_json, write_results  # noqa: E402
-from benchmarks.noise_accuracy import as_float_images, load_arrays, run  # noqa: E402
+from noise_accuracy import run  # the sibling benchmark, beside this file
+
+from lnc_experiments.data import as_float_images, load_arrays
+from lnc_experiments.results import markdown_table, write_json, write_results
 
 VARIANTS = {"md-dyr-sh": "reference", "md-dyr-sh-share": "lnc's reading"}
 

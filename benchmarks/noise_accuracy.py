@@ -13,18 +13,15 @@ Run: ``python benchmarks/noise_accuracy.py --dataset fashion_mnist --n-train 100
 
 import argparse
 import json
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "examples")]
-from _images import as_float_images, image_dataloaders, load_arrays, small_cnn  # noqa: E402
-from benchmarks._report import RESULTS, markdown_table, method_by_noise, write_json, write_results  # noqa: E402
+from lnc_experiments.data import as_float_images, image_dataloaders, load_arrays
+from lnc_experiments.models import small_cnn
+from lnc_experiments.results import RESULTS, markdown_table, method_by_noise, write_json, write_results
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from _digits import digits_training_losses
+from lnc_experiments.digits import digits_training_losses
 from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector
 
 

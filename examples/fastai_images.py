@@ -6,7 +6,7 @@ suspect training images with their given and predicted classes. Optionally saves
 loss trace for detection benchmarks.
 
 Data: ``--data-dir``, else ``$LNC_DATA_DIR`` (see
-``examples/_images.py``); MNIST and CIFAR-10 fall back to fastai's download.
+``lnc_experiments/data.py``); MNIST and CIFAR-10 fall back to fastai's download.
 
 Run: ``python examples/fastai_images.py --dataset fashion_mnist --noise 0.5 --n-train 10000 --epochs 12``
 """
@@ -18,7 +18,8 @@ import torch
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (adds Learner.fit_one_cycle)
 
-from _images import CLASSES, as_float_images, image_dataloaders, load_arrays, small_cnn
+from lnc_experiments.data import CLASSES, as_float_images, image_dataloaders, load_arrays
+from lnc_experiments.models import small_cnn
 from lnc_fastai import DynamicBootstrapMixUp
 from lnc_sklearn import symmetric_noise
 

@@ -25,7 +25,7 @@ matplotlib.use("Agg")  # files only; no window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from _digits import digits_training_losses  # noqa: E402
+from lnc_experiments.digits import digits_training_losses  # noqa: E402
 from lnc_sklearn import BetaMixtureNoiseDetector, noise_report, noise_summary  # noqa: E402
 from lnc_sklearn.plotting import plot_loss_mixture, plot_posterior  # noqa: E402
 
@@ -52,7 +52,8 @@ def from_fastai(args, out):
     from fastai.basics import CrossEntropyLossFlat, Learner, accuracy
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (adds Learner.fit_one_cycle)
 
-    from _images import as_float_images, image_dataloaders, load_arrays, small_cnn
+    from lnc_experiments.data import as_float_images, image_dataloaders, load_arrays
+    from lnc_experiments.models import small_cnn
     from lnc_fastai import DynamicBootstrapMixUp
     from lnc_sklearn import symmetric_noise
 

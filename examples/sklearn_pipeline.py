@@ -8,7 +8,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from _digits import digits_training_losses
+from lnc_experiments.digits import digits_training_losses
 from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector
 
 

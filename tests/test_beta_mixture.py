@@ -7,7 +7,7 @@ from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.reference_bmm import reference_bmm_fit
+from lnc_experiments.reference_bmm import reference_bmm_fit
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning, GaussianMixtureNoiseDetector
 from lnc_sklearn.beta_mixture import (
     anchor_to_ends,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from lnc_experiments.cifar10 import METHODS, complete, parser, train
+from lnc_experiments.data import FILES, data_dir, tensor_dataloaders
+from lnc_fastai import DynamicBootstrapMixUp
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-sys.path.insert(0, str(EXAMPLES))
-from _images import FILES, data_dir, tensor_dataloaders  # noqa: E402
-from cifar10 import METHODS, complete, parser, train  # noqa: E402
-from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 
 
 def synthetic_cifar(n_train=256, n_test=64, seed=0):

@@ -1,11 +1,11 @@
-"""benchmarks/detection_quality.py scores every method against the true mask correctly."""
+"""benchmarks/detection_quality.py (lnc_experiments.detection) scores every method against the true mask correctly."""
 
 import numpy as np
 import pytest
 
 pytest.importorskip("cleanlab")
 
-from benchmarks.detection_quality import LNC_BETA, RAW_GAUSSIAN, evaluate_epoch  # noqa: E402
+from lnc_experiments.detection import LNC_BETA, RAW_GAUSSIAN, evaluate_epoch  # noqa: E402
 
 
 def _epoch(seed=0, n=600, k=5):

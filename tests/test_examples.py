@@ -46,8 +46,7 @@ def test_fastai_quickstart():
 
 
 def test_fastai_images_on_real_data(tmp_path):
-    sys.path.insert(0, str(EXAMPLES))
-    from _images import FILES, data_dir
+    from lnc_experiments.data import FILES, data_dir
 
     directory = data_dir()
     if directory is None or not (directory / FILES["mnist"]).is_file():

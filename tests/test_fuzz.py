@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from detector_properties import DETECTORS, check_contract, values
+from lnc_experiments.properties import DETECTORS, check_contract, values
 
 EXAMPLES = int(os.environ.get("LNC_FUZZ_EXAMPLES", "150"))
 

@@ -6,7 +6,6 @@ as ``gpu_syncs.md``)."""
 
 import linecache
 import os
-import sys
 import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -19,11 +18,9 @@ from fastai.callback.channelslast import ChannelsLast  # noqa: F401  (adds Learn
 from fastai.callback.fp16 import MixedPrecision  # noqa: F401  (adds Learner.to_fp16 / to_bf16)
 from fastai.callback.mixup import MixUp
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))
-from _images import small_cnn, tensor_dataloaders  # noqa: E402
-
-from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
+from lnc_experiments.data import tensor_dataloaders
+from lnc_experiments.models import small_cnn
+from lnc_fastai import DynamicBootstrapMixUp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run benchmarks/gpu_check.sh there)")
 
@@ -251,8 +248,7 @@ def test_a_nan_batch_is_skipped_on_the_gpu(amp):
 
 
 def test_cifar10_example_keeps_its_data_on_the_gpu():
-    sys.path.insert(0, str(REPO / "examples"))
-    from cifar10 import complete, parser, train
+    from lnc_experiments.cifar10 import complete, parser, train
 
     args = complete(parser().parse_args(["--width", "8", "--bs", "64", "--quiet", "--schedule", "one-cycle",
                                          "--epochs", "2", "--warmup", "0.5", "--method", "md-dyr-sh", "--noise", "0.5"]))

@@ -30,3 +30,23 @@ def test_no_import_cycle_between_the_modules():
     """Each module imports on its own, first, in a fresh interpreter."""
     for module in ("callback", "state", "tracking", "results", "plots", "gloo", "batches", "schedule", "distributed"):
         run(f"import lnc_fastai.{module}")
+
+
+def test_layout_library_imports_no_experiments_and_nobody_edits_sys_path():
+    """The library never imports examples, benchmarks, tests or lnc_experiments; examples,
+    benchmarks and tests share code through lnc_experiments, not by editing sys.path."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    forbidden = {"examples", "benchmarks", "tests", "lnc_experiments", "conftest"}
+    for package in ("lnc_sklearn", "lnc_fastai"):
+        for path in (repo / package).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                assert not any(name.split(".")[0] in forbidden for name in names), (path, names)
+    for folder in ("lnc_sklearn", "lnc_fastai", "lnc_experiments", "examples", "benchmarks", "tests"):
+        for path in (repo / folder).glob("*.py"):
+            if path != Path(__file__).resolve():  # this file names what it looks for
+                assert "sys.path" not in path.read_text(), path

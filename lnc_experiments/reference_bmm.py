@@ -7,6 +7,7 @@ the baseline that ``detector_speed.py`` times and that the tests compare
 
 import numpy as np
 from scipy import stats
+from scipy.special import expit
 
 
 def normalise_like_reference(losses, eps=1e-4):
@@ -42,3 +43,18 @@ def reference_bmm_fit(losses, max_iters=10):
         weights = r.sum(axis=1)
         weights /= weights.sum()
     return alphas, betas, weights, bounds
+
+
+def reference_high_end_fix(detector, losses, resolution=100, nearest=False):
+    """The reference's posterior: a 100-point table over [0, 1], made non-decreasing past
+    its maximum only (as in the authors' code), indexed as the reference code does it:
+    ``table[int(100 * x)]`` on ``linspace(0, 1, 100)``. That reads a value at
+    ``floor(100 x) / 99``, on average at ``x + (x - 0.5) / 99``: a little towards the clean
+    end below x = 0.5 and towards the noisy end above it. ``nearest=True`` reads the grid
+    point nearest to x instead, to tell that offset from the table itself."""
+    grid = np.linspace(0, 1, resolution)
+    table = expit(detector._log_odds_on_unit(np.clip(grid, detector.clip_eps, 1 - detector.clip_eps)))
+    table[table.argmax():] = table.max()
+    x = detector._to_unit(losses)
+    index = np.rint(x * (resolution - 1)) if nearest else x * resolution
+    return table[np.clip(index.astype(int), 0, resolution - 1)]

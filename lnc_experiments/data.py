@@ -1,4 +1,4 @@
-"""Real image data for the examples and benchmarks as fastai DataLoaders (per-sample, or whole tensors kept on the device), and a small CNN.
+"""Real image data for the examples and benchmarks as fastai DataLoaders (per-sample, or whole tensors kept on the device).
 
 Reads ``mnist.npz``, ``fashion_mnist.npz`` or ``cifar10_jpeg.npz`` (official order and labels)
 from ``--data-dir``, else ``$LNC_DATA_DIR``. Where
@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from fastai.data.core import DataLoaders, Datasets, TfmdDL
 from fastai.torch_core import TensorCategory, TensorImage
 from fastai.data.transforms import IntToFloatTensor, Normalize, Transform
-from torch import nn
 
 FILES = {"mnist": "mnist.npz", "fashion_mnist": "fashion_mnist.npz", "cifar10": "cifar10_jpeg.npz"}
 CLASSES = {
@@ -161,15 +160,6 @@ def image_dataloaders(train_images, train_labels, test_images, test_labels, bs=1
     )
     after_batch = [PadCropFlip()] if augment else []
     return datasets.dataloaders(bs=bs, val_bs=512, after_batch=after_batch, drop_last=True, device=device)
-
-
-def small_cnn(channels, n_classes=10, width=32):
-    """Two conv blocks and a linear head: trains on 28x28 or 32x32 images in seconds per epoch."""
-    return nn.Sequential(
-        nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(2 * width * 16, n_classes),
-    )
 
 
 class Rows:

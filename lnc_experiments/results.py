@@ -10,9 +10,9 @@ from pathlib import Path
 
 from lnc_sklearn._atomic import atomic_path
 
-# Where the tables go: benchmarks/results/, or $LNC_RESULTS_DIR (benchmarks/gpu_check.sh points it
-# at its output folder, so that a GPU machine's results come back whole).
-RESULTS = Path(os.environ.get("LNC_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
+# Where the tables go: $LNC_RESULTS_DIR (benchmarks/gpu_check.sh points it at its output folder,
+# so that a GPU machine's results come back whole), else the repository's benchmarks/results/.
+RESULTS = Path(os.environ.get("LNC_RESULTS_DIR") or Path(__file__).resolve().parents[1] / "benchmarks" / "results")
 
 
 def _cpu_model():
