@@ -28,7 +28,7 @@ def test_fastai_is_left_as_it_is():
 
 def test_no_import_cycle_between_the_modules():
     """Each module imports on its own, first, in a fresh interpreter."""
-    for module in ("callback", "state", "tracking", "results", "plots", "gloo", "batches", "schedule", "distributed"):
+    for module in ("callback", "state", "tracking", "results", "plots"):  # the ones that import each other
         run(f"import lnc_fastai.{module}")
 
 

@@ -1,53 +1,80 @@
-"""scikit-learn's own estimator checks, and the properties of the checks that the suite
-cannot run on an estimator that takes 1-D input."""
+"""scikit-learn's own estimator checks, run twice: as scikit-learn runs them (the detectors
+declare 1-D input, so the checks hand them ``X[:, 0]``), and on ``(n, 1)`` columns, the other
+input the detectors take. Then the properties those checks cannot reach.
+
+Twelve checks go on to index the 1-D ``X`` they built as 2-D (``X[:, 0]``, ``X.shape[1]``) or
+turn a 1-D sparse array into LIL, which scipy refuses: they fail inside scikit-learn before
+reaching the estimator, so they run on columns only. Three checks fail on columns for a reason
+inherent to an estimator of one value per sample; each asserts its own failure
+(``test_checks_that_cannot_pass_for_one_value_per_sample``).
+"""
+
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils import estimator_checks
+from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector
 
-# The detectors take one value per sample, as a 1-D array or an (n, 1) column, and say so
-# with the `one_d_array` tag. scikit-learn then hands them `X[:, 0]`, but these checks go
-# on to index that 1-D array as 2-D (`X[:, 0]`, `X.shape[1]`, `X[0, 0] = ...`) or convert a
-# 1-D sparse array to LIL, which scipy refuses: they fail inside the check before reaching
-# the estimator. Each property they test is tested below on (n, 1) input instead.
-SUITE_INDEXES_1D_AS_2D = (
-    "the check indexes the 1-D X it made for a one_d_array estimator as 2-D; "
-    "the property is tested on an (n, 1) column in this file"
-)
-EXPECTED_FAILED = {
-    name: SUITE_INDEXES_1D_AS_2D
-    for name in [
-        "check_dont_overwrite_parameters",
-        "check_n_features_in_after_fitting",
-        "check_dtype_object",
-        "check_f_contiguous_array_estimator",
-        "check_methods_sample_order_invariance",
-        "check_methods_subset_invariance",
-        "check_fit2d_1sample",
-        "check_fit2d_1feature",
-        "check_dict_unchanged",
-        "check_n_features_in",
-        "check_fit2d_predict1d",
-    ]
-}
-EXPECTED_FAILED["check_estimator_sparse_array"] = (
-    "scipy cannot convert the 1-D sparse array the check builds to LIL; sparse input is "
-    "rejected with a clear TypeError (test_sparse_input_is_rejected)"
-)
-EXPECTED_FAILED["check_fit1d"] = (
-    "the check demands that 1-D X be refused, but a 1-D array of losses is this "
-    "estimator's primary input (declared by the one_d_array tag)"
-)
-
 ESTIMATORS = [BetaMixtureNoiseDetector(), GaussianMixtureNoiseDetector(random_state=0)]
+ONLY_ON_COLUMNS = {
+    "check_dont_overwrite_parameters", "check_n_features_in_after_fitting", "check_dtype_object",
+    "check_estimator_sparse_array", "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged",
+    "check_n_features_in", "check_fit2d_predict1d",
+}
+# check name -> (the exception the check raises on a column, what it says, why it cannot pass)
+INHERENT = {
+    "check_fit1d": (AssertionError, "Did not raise", "it demands that 1-D X be refused; 1-D losses are the primary input"),
+    "check_fit2d_predict1d": (AssertionError, "Did not raise", "it demands that predict refuse 1-D X after a 2-D fit; both are accepted"),
+    "check_n_features_in_after_fitting": (IndexError, "index 1 is out of bounds", "it drops a second feature that one column lacks"),
+}
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILED)
-def test_sklearn_compatible_estimator(estimator, check):
+def _name(check):
+    while isinstance(check, partial):
+        check = check.func
+    return check.__name__
+
+
+def _as_column(estimator, X, X_test=None, kernel=None):
+    """scikit-learn's ``_enforce_estimator_tags_X`` for these detectors, giving an (n, 1) column
+    instead of the 1-D ``X[:, 0]``."""
+    column = lambda a: a[:, :1] if getattr(a, "ndim", 1) == 2 else a  # noqa: E731
+    return column(X) if X_test is None else (column(X), column(X_test))
+
+
+def _cases(columns):
+    for estimator in ESTIMATORS:
+        for est, check in estimator_checks_generator(estimator, legacy=True, mark=None):
+            name = _name(check)
+            if name in INHERENT or (not columns and name in ONLY_ON_COLUMNS):
+                continue
+            yield pytest.param(est, check, id=f"{type(est).__name__}-{name}")
+
+
+@pytest.mark.parametrize("estimator, check", list(_cases(columns=False)))
+def test_sklearn_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("estimator, check", list(_cases(columns=True)))
+def test_sklearn_checks_on_columns(estimator, check, monkeypatch):
+    monkeypatch.setattr(estimator_checks, "_enforce_estimator_tags_X", _as_column)
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("name", sorted(INHERENT))
+def test_checks_that_cannot_pass_for_one_value_per_sample(estimator, name, monkeypatch):
+    monkeypatch.setattr(estimator_checks, "_enforce_estimator_tags_X", _as_column)
+    check = next(c for _, c in estimator_checks_generator(estimator, legacy=True, mark=None) if _name(c) == name)
+    error, message, _why = INHERENT[name]
+    with pytest.raises(error, match=message):
+        check(estimator)
 
 
 def _column(n=200, seed=0):
