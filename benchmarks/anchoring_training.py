@@ -2,7 +2,7 @@
 
 For every seed, noise rate and M-DYR method, trains the same network on the same noisy
 labels twice, once with the callback's detector fitted as the paper does
-(``init_params="paper"``) and once with the default's anchored M-steps, and reports test
+(``anchored=False``) and once with the default's anchored M-steps, and reports test
 accuracy at the last epoch for both and their difference. The runs are
 ``noise_accuracy.py``'s (digits by default, no augmentation, 40 epochs: the setting where
 cross-entropy memorises). Single CPU runs of the same seed differ by a few points, so read

@@ -10,7 +10,7 @@ mask:
 - Beta mixture, paper configuration: 10 EM iterations from the paper's start, read as the
   reference code reads it (100-point table made non-decreasing past its peak only).
 - Beta mixture, lnc default: the same start and schedule with anchored M-steps
-  (``init_params="anchored"``), read through lnc's exact monotone posterior.
+  (``anchored=True``), read through lnc's exact monotone posterior.
 - Gaussian mixture (DivideMix's detector).
 - Raw loss ranking (no model at all).
 - cleanlab's label-quality scores (self-confidence, normalized margin, confidence-weighted
@@ -50,7 +50,7 @@ def main():
     rows = []
     for path in map(Path, args.traces):
         trace = load_trace(path)
-        changed, labels = trace["changed"].astype(bool), trace["noisy_labels"].astype(np.int64)
+        changed, labels = trace["noise_mask"].astype(bool), trace["noisy_labels"].astype(np.int64)
         epochs = trace.get("epochs", np.arange(len(trace["losses"])))
         for epoch, losses, probs in zip(epochs, trace["losses"].astype(np.float64), trace["probs"]):
             for row in evaluate_epoch(losses, probs, labels, changed):

@@ -28,7 +28,7 @@ from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector
 
 REPO = Path(__file__).resolve().parents[1]
 
-PAPER_FIT = dict(max_iter=10, tol=0, init_params="paper")
+PAPER_FIT = dict(max_iter=10, tol=0, anchored=False)
 DETECTORS = {
     "reference posterior": lambda: BetaMixtureNoiseDetector(**PAPER_FIT, monotone=False),
     "reference table, nearest point": lambda: BetaMixtureNoiseDetector(**PAPER_FIT, monotone=False),
@@ -36,7 +36,7 @@ DETECTORS = {
     "lnc default": lambda: BetaMixtureNoiseDetector(),
     "hold at turn": lambda: BetaMixtureNoiseDetector(monotone="hold"),
     "converged, paper init": lambda: BetaMixtureNoiseDetector(
-        max_iter=1000, tol=1e-6, init_params="paper"
+        max_iter=1000, tol=1e-6, anchored=False
     ),
     "converged, anchored": lambda: BetaMixtureNoiseDetector(max_iter=1000, tol=1e-6),
     "converged, kmeans init": lambda: BetaMixtureNoiseDetector(
@@ -51,7 +51,8 @@ DETECTORS = {
 
 def evaluate(trace_path):
     trace = np.load(trace_path, allow_pickle=False)
-    losses_by_epoch, changed = trace["losses"].astype(np.float64), trace["changed"]
+    losses_by_epoch = trace["losses"].astype(np.float64)
+    changed = trace["noise_mask"] if "noise_mask" in trace.files else trace["changed"]  # the key's earlier name
     rows = []
     for epoch, losses in enumerate(losses_by_epoch, start=1):
         row = {"trace": trace_path.stem, "epoch": epoch, "AUC raw loss": roc_auc_score(changed, losses)}

@@ -3,7 +3,7 @@
 Fits the same loss arrays (N = 5e4, 1e6, 1e7) with
   (a) a straightforward re-implementation of the reference (``reference_bmm.py``:
       ``scipy.stats.beta.pdf`` in the E-step, 10 iterations),
-  (b) ``BetaMixtureNoiseDetector(max_iter=10, tol=0, init_params="paper")``,
+  (b) ``BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False)``,
   (c) ``BetaMixtureNoiseDetector()`` (the default: (b)'s start and schedule, anchored M-steps),
   (d) ``GaussianMixtureNoiseDetector()`` (DivideMix's settings),
   (e) ``BetaMixtureNoiseDetector(max_iter=1000, tol=1e-6)`` (EM to convergence),
@@ -38,7 +38,7 @@ def synthetic_losses(n, noise=0.4, seed=0):
 METHODS = {
     "(a) reference (scipy.stats, 10 it.)": lambda x: reference_bmm_fit(x),
     "(b) lnc, paper configuration": lambda x: BetaMixtureNoiseDetector(
-        max_iter=10, tol=0, init_params="paper"
+        max_iter=10, tol=0, anchored=False
     ).fit(x),
     "(c) lnc, default": lambda x: BetaMixtureNoiseDetector().fit(x),
     "(d) Gaussian mixture (DivideMix)": lambda x: GaussianMixtureNoiseDetector(

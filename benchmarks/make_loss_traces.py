@@ -95,7 +95,7 @@ def main():
         losses = train_trace(images, noisy, args.epochs, args.seed, args.lr)
         path = out / f"{args.dataset}_sym{int(round(rate * 100))}.npz"
         tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, losses=losses, noisy_labels=noisy, true_labels=labels, changed=changed)
+        np.savez_compressed(tmp, losses=losses, noisy_labels=noisy, true_labels=labels, noise_mask=changed)
         tmp.replace(path)
         print(f"  saved {path}")
 

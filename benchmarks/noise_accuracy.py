@@ -28,6 +28,9 @@ from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 from lnc_sklearn import BetaMixtureNoiseDetector, symmetric_noise  # noqa: E402
 
+# The callback's detector: the default (anchored M-steps), the paper's plain fit, or the
+# k-means start with plain M-steps.
+DETECTOR_FITS = {"anchored": {}, "paper": {"anchored": False}, "kmeans": {"init_params": "kmeans", "anchored": False}}
 METHODS = ("ce", "mixup", "m-dyr-h", "m-dyr-s", "md-dyr-sh", "md-dyr-sh-share")
 LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp (alpha 32)", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S",
           "md-dyr-sh": "MD-DYR-SH", "md-dyr-sh-share": "MD-DYR-SH, partners weighed by input share"}
@@ -48,7 +51,7 @@ def callbacks(method, changed, args):
         return []
     if method == "mixup":
         return [MixUp(alpha=args.alpha)]
-    detector = BetaMixtureNoiseDetector(init_params=args.detector_init)
+    detector = BetaMixtureNoiseDetector(**DETECTOR_FITS[args.detector_init])
     options = dict(alpha=args.alpha, warmup=args.warmup, noise_mask=changed, detector=detector)
     if method == "md-dyr-sh":  # the reference's MD-DYR-SH, its milestones as fractions of the run
         return [DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, **options)]
@@ -91,7 +94,7 @@ def write_tables(results, args, json_path):
         f"(`examples/_images.py`); `fit_one_cycle({args.epochs}, {args.lr})` with Adam, batch {args.bs}, "
         f"{'no augmentation' if args.no_augment else 'random crop (pad 2) and flip'}; seed {args.seed} for every run. Mixup alpha {args.alpha} (one weight per batch "
         f"for M-DYR, fastai's per-sample max(lam, 1-lam) for MixUp); M-DYR warm-up {args.warmup} of the run, "
-        f"detector `BetaMixtureNoiseDetector(init_params=\"{args.detector_init}\")`.",
+        f"detector `BetaMixtureNoiseDetector({', '.join(f'{k}={v!r}' for k, v in DETECTOR_FITS[args.detector_init].items())})`.",
         "",
         f"Raw per-run numbers (accuracy per epoch, AUC per epoch): `benchmarks/results/{json_path.name}`.",
         "",
@@ -128,8 +131,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.2, 0.5, 0.8, 0.9])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--detector-init", default="anchored", choices=["anchored", "paper", "kmeans"],
-                        help="init_params of the M-DYR runs' BetaMixtureNoiseDetector")
+    parser.add_argument("--detector-init", default="anchored", choices=sorted(DETECTOR_FITS),
+                        help="the M-DYR runs' detector: the default (anchored), the paper's plain fit, or the k-means start")
     parser.add_argument("--tag", default="", help="suffix of the results files, to keep exploratory runs apart")
     parser.add_argument("--fresh", action="store_true", help="discard earlier results in the JSON file")
     args = parser.parse_args()

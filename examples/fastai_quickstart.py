@@ -86,7 +86,7 @@ def main():
           f"(true {changed.mean():.3f}), ROC-AUC {history['auc'].iloc[-1]:.3f}")
     report = cb.report().assign(true_label=true).sort_values("rank")
     print(f"\nthe {args.top} most suspect training samples:")
-    columns = ["item", "given_label", "predicted_label", "true_label", "loss", "p_noisy", "truly_noisy"]
+    columns = ["item", "given_label", "predicted_label", "true_label", "loss", "p_noisy", "noise_mask"]
     print(report[columns].head(args.top).to_string(index=False, float_format="%.3f"))
 
 

@@ -1,6 +1,7 @@
 """The detectors as ordinary scikit-learn estimators: in a Pipeline, and tuned by
 GridSearchCV, which picks the parameters with the best held-out ``score`` (mean
-log-likelihood). Run: ``python examples/sklearn_pipeline.py``.
+log-likelihood). The score compares fits of one normalisation, so the grid varies the EM
+settings and keeps ``percentiles`` fixed. Run: ``python examples/sklearn_pipeline.py``.
 """
 
 import numpy as np
@@ -27,13 +28,11 @@ def main():
     print(f"Pipeline(log1p, Beta mixture): flagged {flagged.sum()}, of which "
           f"{changed[flagged].mean():.1%} truly mislabelled")
 
-    # GridSearchCV over the detector's options, scored by held-out log-likelihood.
+    # GridSearchCV over the EM settings, scored by held-out log-likelihood. Every candidate
+    # shares the default normalisation (percentiles), which the score cannot compare across.
     search = GridSearchCV(
         BetaMixtureNoiseDetector(),
-        [
-            {"init_params": ["anchored", "paper", "kmeans"], "max_iter": [10], "tol": [0]},
-            {"init_params": ["anchored", "paper", "kmeans"], "percentiles": [(5, 95), (1, 99)]},
-        ],
+        {"init_params": ["paper", "kmeans"], "anchored": [True, False], "max_iter": [10, 100]},
         cv=3,
     )
     search.fit(losses)

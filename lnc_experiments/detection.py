@@ -15,12 +15,15 @@ CLEANLAB_SCORES = ("self_confidence", "normalized_margin", "confidence_weighted_
 
 
 def load_trace(path):
+    """A trace file's arrays, its true mask as ``noise_mask`` (traces written before the key's
+    rename call it ``changed``)."""
     with np.load(path, allow_pickle=False) as trace:
-        missing = [key for key in ("losses", "probs", "noisy_labels", "changed") if key not in trace.files]
+        arrays = {("noise_mask" if key == "changed" else key): trace[key] for key in trace.files}
+        missing = [key for key in ("losses", "probs", "noisy_labels", "noise_mask") if key not in arrays]
         if missing:
             raise SystemExit(f"{path} lacks {missing}: save it with DynamicBootstrapMixUp(keep_trace=True, "
                              "trace_probs=True, noise_mask=...).save_trace(...)")
-        return {key: trace[key] for key in trace.files}
+        return arrays
 
 
 PAPER_BETA = "Beta, paper (reference read-out)"
@@ -35,7 +38,7 @@ def _mixture_scores(losses):
     values = losses[finite]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        paper = BetaMixtureNoiseDetector(max_iter=10, tol=0, init_params="paper").fit(values)
+        paper = BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False).fit(values)
         beta = BetaMixtureNoiseDetector().fit(values)
         gaussian = GaussianMixtureNoiseDetector(random_state=0).fit(values)
         raw_gaussian = GaussianMixtureNoiseDetector(random_state=0, monotone=False).fit(values)

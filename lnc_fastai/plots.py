@@ -119,8 +119,8 @@ def plot_top_suspects(cb, k=9, *, ncols=3, show=None, figsize=None, path=None):
         given = _name(report, row, "given_class", "given_label")
         predicted = _name(report, row, "predicted_class", "predicted_label")
         title = f"{given} -> {predicted}\np_noisy {row['p_noisy']:.2f}, loss {row['loss']:.2f}"
-        if "truly_noisy" in report.columns:
-            title += "\n(truly mislabelled)" if row["truly_noisy"] else "\n(label was right)"
+        if "noise_mask" in report.columns:
+            title += "\n(truly mislabelled)" if row["noise_mask"] else "\n(label was right)"
         ax.set_title(title, fontsize="small", color="tab:red" if given != predicted else "black")
     for ax in axes:
         ax.set_xticks([])

@@ -36,7 +36,7 @@ class ResultsMixin:
         ``item`` is the file path or row label where fastai knows it, else the sample's index;
         ``given_class``/``predicted_class`` appear when the data has a vocabulary, ``mean_p_noisy``
         and ``epochs_flagged`` (the sample's history) with ``keep_trace=True``,
-        ``given_label_probability`` with ``trace_probs=True``, ``truly_noisy`` with a noise mask.
+        ``given_label_probability`` with ``trace_probs=True``, ``noise_mask`` with a noise mask.
         Samples whose loss was not finite have no ``p_noisy`` and rank last.
         """
         self._check_tracked()
@@ -99,8 +99,8 @@ class ResultsMixin:
         """Write the kept per-epoch losses (and p_noisy, probabilities) to ``path`` as ``.npz``.
 
         Keys: ``losses`` and ``p_noisy`` (epochs x samples, float32), ``noisy_labels`` (the given
-        labels), ``epochs``, and ``probs`` (epochs x samples x classes, float16) and ``changed``
-        (the noise mask) when kept/given. The file is written whole or not at all.
+        labels), ``epochs``, and ``probs`` (epochs x samples x classes, float16) and ``noise_mask``
+        when kept/given. The file is written whole or not at all.
         """
         if not self.keep_trace or not self.trace["losses"]:
             raise RuntimeError("no trace kept: create the callback with keep_trace=True and fit first")
@@ -113,7 +113,7 @@ class ResultsMixin:
         if self.trace["probs"]:
             arrays["probs"] = np.stack(self.trace["probs"])
         if self.noise_mask is not None:
-            arrays["changed"] = self.noise_mask
+            arrays["noise_mask"] = self.noise_mask
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")

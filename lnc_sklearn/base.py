@@ -192,11 +192,15 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return np.exp(self._weighted_log_prob(np.asarray(x, dtype=np.float64).ravel()))
 
     def score_samples(self, X):
-        """Log-density of each value under the mixture, in the input's own units.
+        """The mixture's log-density at each value, in the input's own units.
 
-        The density is that of the normalised value times the Jacobian ``1 / (high - low)``
-        of the normalisation, so that detectors with different bounds can be compared.
-        Values outside the bounds are scored at the bound they are clamped to.
+        Inside the fitted bounds this is the density of the normalised value times the
+        Jacobian ``1 / (high - low)`` of the normalisation. The mixture is fitted on the values
+        inside the bounds only, and values outside them are scored at the bound they are
+        clamped to, so this is not a density over the whole line: its exponential does not
+        integrate to 1 once the bounds clip data, by an amount that depends on ``percentiles``.
+        Compare scores between fits with the same normalisation (same ``percentiles``, same
+        training data): EM settings, not ``percentiles``.
         """
         check_is_fitted(self)
         x = self._to_unit(self._check_values(X, reset=False))
@@ -204,7 +208,8 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return np.logaddexp.reduce(self._weighted_log_prob(x), axis=1) - log_span(low, high)
 
     def score(self, X, y=None):
-        """Mean log-likelihood per sample (higher is better); used by ``GridSearchCV``."""
+        """Mean of :meth:`score_samples` (higher is better); ``GridSearchCV`` uses it. It compares
+        fits of one normalisation (see :meth:`score_samples`), not different ``percentiles``."""
         return float(self.score_samples(X).mean())
 
     def bic(self, X):

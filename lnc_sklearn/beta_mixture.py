@@ -285,14 +285,14 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
 
     The defaults are the paper's EM schedule (its fixed initialisation, exactly ten EM
     iterations) with lnc's improvements on top: M-steps that keep each component anchored
-    to its own end of the range (``init_params="anchored"``), a posterior monotone in the
-    loss over the whole range, components always ordered (clean, noisy), valid parameters
-    on degenerate input, and a much faster E-step. ``max_iter=10, tol=0,
-    init_params="paper"`` is the paper's fit exactly. EM to convergence
-    (``max_iter=1000, tol=1e-6``) and the ``"kmeans"`` start are there to opt into; on
-    real training-loss traces they fit the losses better (higher likelihood) but estimated
-    the noise rate and p(noisy) worse than the ten-iteration schedule, so they are not the
-    default (``benchmarks/results/detector_quality.md``).
+    to its own end of the range (``anchored=True``), a posterior monotone in the loss over
+    the whole range, components always ordered (clean, noisy), valid parameters on
+    degenerate input, and a much faster E-step. ``max_iter=10, tol=0, anchored=False`` is
+    the paper's fit exactly. EM to convergence (``max_iter=1000, tol=1e-6``) and the
+    ``"kmeans"`` start are there to opt into; on real training-loss traces they fit the
+    losses better (higher likelihood) but estimated the noise rate and p(noisy) worse than
+    the ten-iteration schedule, so they are not the default
+    (``benchmarks/results/detector_quality.md``).
 
     Parameters
     ----------
@@ -302,24 +302,21 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         EM stops when the mean log-likelihood per sample changes by less than ``tol``.
         ``tol=0`` runs exactly ``max_iter`` iterations (the reference's behaviour) and
         never warns; with ``tol > 0`` a fit that does not converge warns.
-    init_params : {"anchored", "paper", "kmeans"}, default="anchored"
-        How EM starts, and whether its M-steps are anchored.
-
-        - ``"paper"``: the paper's start, alpha=(1, 2), beta=(2, 1), weights=(0.5, 0.5),
-          and its plain method-of-moments M-steps: with ``max_iter=10, tol=0`` this is the
-          reference fit.
-        - ``"anchored"``: the same start; after every M-step the clean component may not
-          pile up at the noisy end (its beta is kept >= 1) nor the noisy one at the clean
-          end (alpha >= 1), see ``anchor_to_ends``. Without this the clean component can
-          turn U-shaped, take the cleanest and the noisiest samples at once and end with
-          the higher mean; it is then called noisy, and the bulk of the samples clean: on
-          a Fashion-MNIST run at 80% noise this read p(noisy) = 0.26 on average where 72%
-          were wrong. Over the real traces of ``benchmarks/results/detector_quality.md``
-          anchoring gave better mean Brier scores and noise-rate estimates than the plain
-          fit (not on every trace); where no component tries to pile up at the wrong end
-          it is the paper's fit.
-        - ``"kmeans"``: a 1-D two-means split of the normalised values, each side fitted
-          by moments; plain M-steps.
+    init_params : {"paper", "kmeans"}, default="paper"
+        How EM starts. ``"paper"``: the paper's start, alpha=(1, 2), beta=(2, 1),
+        weights=(0.5, 0.5). ``"kmeans"``: a 1-D two-means split of the normalised values,
+        each side fitted by moments.
+    anchored : bool, default=True
+        After every M-step the clean component may not pile up at the noisy end (its beta
+        is kept >= 1) nor the noisy one at the clean end (alpha >= 1), see
+        ``anchor_to_ends``; ``False`` gives the paper's plain method-of-moments M-steps.
+        Without it the clean component can turn U-shaped, take the cleanest and the noisiest
+        samples at once and end with the higher mean; it is then called noisy, and the bulk
+        of the samples clean: on a Fashion-MNIST run at 80% noise this read p(noisy) = 0.26
+        on average where 72% were wrong. Over the real traces of
+        ``benchmarks/results/detector_quality.md`` anchoring gave better mean Brier scores
+        and noise-rate estimates than the plain fit (not on every trace); where no component
+        tries to pile up at the wrong end it is the paper's fit.
     warm_start : bool, default=False
         Start EM from the previous fit's parameters. The normalisation bounds are always
         re-learned. A previous fit whose two components coincide (alphas and betas within
@@ -349,8 +346,9 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         EM iterations run.
     converged_ : bool
         Whether EM met ``tol`` (always False with ``tol=0``).
-    lower_bound_ : float
-        Mean log-likelihood per sample of the fitted values (normalised scale).
+    log_likelihood_ : float
+        Mean log-likelihood per sample of the values the mixture was fitted on, on the
+        normalised scale (not a bound: EM's last step, as the reference runs it).
     n_fit_samples_ : int
         Values inside the bounds, which the mixture was fitted on.
     n_features_in_ : int
@@ -373,7 +371,8 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         **BaseNoiseDetector._parameter_constraints,
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "init_params": [StrOptions({"anchored", "kmeans", "paper"})],
+        "init_params": [StrOptions({"kmeans", "paper"})],
+        "anchored": ["boolean"],
         "warm_start": ["boolean"],
     }
 
@@ -382,7 +381,8 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         *,
         max_iter=10,
         tol=0.0,
-        init_params="anchored",
+        init_params="paper",
+        anchored=True,
         warm_start=False,
         input_type="loss",
         percentiles=(5, 95),
@@ -395,12 +395,21 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         self.max_iter = max_iter
         self.tol = tol
         self.init_params = init_params
+        self.anchored = anchored
         self.warm_start = warm_start
+
+    def _validate_params(self):
+        if self.init_params == "anchored":  # the name before anchoring became its own parameter
+            raise ValueError(
+                "init_params='anchored' is now init_params='paper' with anchored=True (the default): "
+                "init_params chooses the start ('paper' or 'kmeans'), anchored the constraint on every M-step"
+            )
+        super()._validate_params()
 
     def _initial_parameters(self, x):
         if self.warm_start and hasattr(self, "alphas_") and not components_coincide(self.alphas_, self.betas_):
             return self.alphas_, self.betas_, self.weights_
-        if self.init_params in ("anchored", "paper"):
+        if self.init_params == "paper":
             return PAPER_INIT["alphas"], PAPER_INIT["betas"], PAPER_INIT["weights"]
         return _kmeans_split_init(x)
 
@@ -410,14 +419,14 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
             *self._initial_parameters(x),
             max_iter=self.max_iter,
             tol=self.tol,
-            anchored=self.init_params == "anchored",
+            anchored=self.anchored,
         )
         alphas, betas, weights = fit["alphas"], fit["betas"], fit["weights"]
         order = np.argsort(alphas / (alphas + betas), kind="stable")  # clean = lower mean
         self.alphas_, self.betas_, self.weights_ = alphas[order], betas[order], weights[order]
         self.n_iter_ = fit["n_iter"]
         self.converged_ = fit["converged"]
-        self.lower_bound_ = fit["log_likelihood"]
+        self.log_likelihood_ = fit["log_likelihood"]
         if fit["problems"]:
             warnings.warn(
                 f"degenerate Beta mixture fit in {len(fit['problems'])} EM step(s), first: "

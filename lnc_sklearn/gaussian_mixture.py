@@ -42,7 +42,7 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
     ----------
     means_, variances_, weights_ : ndarray of shape (2,)
         Ordered (clean, noisy), on the normalised scale.
-    bounds_, n_iter_, converged_, lower_bound_, n_fit_samples_, n_features_in_
+    bounds_, n_iter_, converged_, log_likelihood_, n_fit_samples_, n_features_in_
         As in ``BetaMixtureNoiseDetector``.
     gaussian_mixture_ : GaussianMixture
         The fitted scikit-learn model (its components in its own order).
@@ -114,7 +114,7 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
         self.weights_ = gmm.weights_[order]
         self.n_iter_ = gmm.n_iter_
         self.converged_ = gmm.converged_
-        self.lower_bound_ = gmm.lower_bound_
+        self.log_likelihood_ = gmm.lower_bound_  # scikit-learn's name; for a GMM it is the mean log-likelihood
 
     def _weighted_log_prob(self, x):
         diff = x[:, None] - self.means_

@@ -11,7 +11,7 @@ explicit options here:
 - ``exact=False``: each sample is picked independently with probability r. ``True``:
   exactly ``round(r * N)`` samples are picked (per class, for asymmetric noise).
 
-Every function returns ``(noisy_labels, changed)``, where ``changed`` is the mask of
+Every function returns ``(noisy_labels, noise_mask)``, where ``noise_mask`` is the mask of
 samples whose label differs from the given one: the ground truth for detection.
 """
 
@@ -81,15 +81,15 @@ def symmetric_noise(
     Returns
     -------
     noisy_labels : ndarray of int64
-    changed : ndarray of bool
-        True where ``noisy_labels != labels``.
+    noise_mask : ndarray of bool
+        True where ``noisy_labels != labels`` (what ``noise_mask=`` takes everywhere in lnc).
 
     Examples
     --------
     >>> y = np.repeat(np.arange(10), 100)
-    >>> noisy, changed = symmetric_noise(y, 0.5, include_true_class=False, exact=True,
+    >>> noisy, noise_mask = symmetric_noise(y, 0.5, include_true_class=False, exact=True,
     ...                                  random_state=0)
-    >>> int(changed.sum())
+    >>> int(noise_mask.sum())
     500
     """
     labels, n_classes = _check_labels(labels, n_classes)
@@ -127,14 +127,14 @@ def asymmetric_noise(labels, rate, mapping, *, exact=False, random_state=None):
     Returns
     -------
     noisy_labels : ndarray of int64
-    changed : ndarray of bool
+    noise_mask : ndarray of bool
 
     Examples
     --------
     >>> y = np.repeat(np.arange(10), 100)
-    >>> noisy, changed = asymmetric_noise(y, 0.4, CIFAR10_ASYMMETRIC, exact=True,
+    >>> noisy, noise_mask = asymmetric_noise(y, 0.4, CIFAR10_ASYMMETRIC, exact=True,
     ...                                   random_state=0)
-    >>> int(changed.sum()), sorted(set(noisy[changed & (y == 9)].tolist()))
+    >>> int(noise_mask.sum()), sorted(set(noisy[noise_mask & (y == 9)].tolist()))
     (200, [1])
     """
     labels, _ = _check_labels(labels, None)

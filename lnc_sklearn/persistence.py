@@ -66,8 +66,14 @@ def _decode(value, where):
         cls = KNOWN_CLASSES.get(value["estimator"])
         if cls is None:
             raise ValueError(f"{where}: unknown estimator {value['estimator']!r}; known: {sorted(KNOWN_CLASSES)}")
-        estimator = cls(**{k: _decode(v, f"{where}.{k}") for k, v in value["params"].items()})
-        for k, v in value["fitted"].items():
+        params = {k: _decode(v, f"{where}.{k}") for k, v in value["params"].items()}
+        fitted = dict(value["fitted"])
+        if params.get("init_params") == "anchored":  # saved before anchoring had a parameter of its own
+            params.update(init_params="paper", anchored=True)
+        if "lower_bound_" in fitted:  # saved before the attribute was renamed
+            fitted["log_likelihood_"] = fitted.pop("lower_bound_")
+        estimator = cls(**params)
+        for k, v in fitted.items():
             setattr(estimator, k, _decode(v, f"{where}.{k}"))
         return estimator
     if "ndarray" in value:

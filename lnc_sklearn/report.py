@@ -84,7 +84,7 @@ def noise_report(
         p(noisy) at each tracked epoch (a callback's trace); adds ``mean_p_noisy`` and
         ``epochs_flagged`` (the fraction of epochs in which the sample was flagged).
     noise_mask : array-like of bool, optional
-        The true "is mislabelled" flag, for experiments: the ``truly_noisy`` column.
+        The true "is mislabelled" flag, for experiments: the ``noise_mask`` column.
     threshold : float, default=0.5
         ``is_noisy`` is ``p_noisy > threshold``.
     sort : bool, default=False
@@ -173,7 +173,7 @@ def report_from_probabilities(
     - ``rank``: 1 is the most suspect; by ``p_noisy``, ties broken by the loss (the higher the
       more suspect), then by position.
     - [``mean_p_noisy``, ``epochs_flagged``]: from ``p_noisy_history``.
-    - [``truly_noisy``]: from ``noise_mask``.
+    - [``noise_mask``]: from ``noise_mask``.
     """
     if input_type not in ("loss", "confidence"):
         raise ValueError(f"input_type must be 'loss' or 'confidence', got {input_type!r}")
@@ -220,7 +220,7 @@ def report_from_probabilities(
         columns["mean_p_noisy"] = history.mean(axis=0)
         columns["epochs_flagged"] = (history > threshold).mean(axis=0)
     if noise_mask is not None:
-        columns["truly_noisy"] = _vector("noise_mask", noise_mask, n).astype(bool)
+        columns["noise_mask"] = _vector("noise_mask", noise_mask, n).astype(bool)
     report = pd.DataFrame(columns)
     return report.sort_values("rank") if sort else report
 
@@ -287,7 +287,7 @@ class NoiseSummary:
     n_flagged : int
         Samples with ``is_noisy``.
     true_noise_fraction : float or None
-        From ``truly_noisy`` when the report has it.
+        From ``noise_mask`` when the report has it.
     per_class : pandas.DataFrame
         Indexed by given label: ``n_samples``, ``noise_fraction``, ``n_flagged`` and, with a
         noise mask, ``true_noise_fraction``.
@@ -328,7 +328,7 @@ def noise_summary(report, top=10):
     missing = [c for c in ("p_noisy", "is_noisy") if c not in report.columns]
     if missing:
         raise ValueError(f"report lacks the column(s) {missing}; build it with noise_report")
-    truth = report["truly_noisy"] if "truly_noisy" in report.columns else None
+    truth = report["noise_mask"] if "noise_mask" in report.columns else None
     has_labels = "given_label" in report.columns and report["given_label"].notna().all()
     if has_labels:
         by_class = report.groupby("given_label", sort=True)
@@ -340,7 +340,7 @@ def noise_summary(report, top=10):
             }
         )
         if truth is not None:
-            per_class["true_noise_fraction"] = by_class["truly_noisy"].mean()
+            per_class["true_noise_fraction"] = by_class["noise_mask"].mean()
         if "given_class" in report.columns:
             per_class.insert(0, "class", by_class["given_class"].first())
     else:

@@ -17,7 +17,7 @@ from lnc_sklearn.beta_mixture import (
 )
 from lnc_sklearn.normalization import percentile_bounds, to_unit_interval
 
-PAPER = dict(max_iter=10, tol=0, init_params="paper")
+PAPER = dict(max_iter=10, tol=0, anchored=False)
 CONVERGED = dict(max_iter=1000, tol=1e-6)
 
 
@@ -111,7 +111,7 @@ def test_default_is_the_paper_schedule_with_anchored_m_steps():
     # on its way; anchored, it ends nearer the true 20% and fits the data better.
     paper = BetaMixtureNoiseDetector(**PAPER).fit(losses)
     assert abs(default.weights_[1] - 0.2) < abs(paper.weights_[1] - 0.2)
-    assert default.lower_bound_ > paper.lower_bound_
+    assert default.log_likelihood_ > paper.log_likelihood_
 
 
 def test_anchoring_keeps_noisy_the_noisy_component_on_real_losses():
@@ -144,7 +144,7 @@ def test_em_to_convergence_where_ten_iterations_do_not(init_params):
     paper = BetaMixtureNoiseDetector(**PAPER).fit(losses)
     converged = BetaMixtureNoiseDetector(**CONVERGED, init_params=init_params).fit(losses)
     assert converged.converged_
-    assert converged.lower_bound_ > paper.lower_bound_
+    assert converged.log_likelihood_ > paper.log_likelihood_
     assert abs(converged.weights_[1] - 0.2) < abs(paper.weights_[1] - 0.2)
 
 
@@ -258,8 +258,8 @@ def test_warm_start_starts_from_the_previous_fit():
     losses = _synthetic()
     # Plain M-steps: on this mixture anchored EM creeps, and tol=1e-6 stops the cold run
     # short of where the warm one ends (they agree at tol=1e-9).
-    cold = BetaMixtureNoiseDetector(**CONVERGED, init_params="paper").fit(losses)
-    warm = BetaMixtureNoiseDetector(**CONVERGED, init_params="paper", warm_start=True).fit(losses)
+    cold = BetaMixtureNoiseDetector(**CONVERGED, anchored=False).fit(losses)
+    warm = BetaMixtureNoiseDetector(**CONVERGED, anchored=False, warm_start=True).fit(losses)
     again = warm.fit(losses * 1.01)
     assert again.n_iter_ < cold.n_iter_
     np.testing.assert_allclose(again.weights_, cold.weights_, atol=1e-3)
@@ -380,3 +380,35 @@ def test_non_finite_input_is_a_clear_error(bad):
 def test_bad_parameters_are_clear_errors(params, message):
     with pytest.raises(ValueError, match=message):
         BetaMixtureNoiseDetector(**params).fit(_synthetic())
+
+
+def test_anchoring_is_its_own_parameter_and_the_old_spelling_says_so():
+    losses = np.random.default_rng(0).gamma(1.0, 0.5, 500)
+    default = BetaMixtureNoiseDetector().fit(losses)
+    assert (default.init_params, default.anchored) == ("paper", True) and np.isfinite(default.log_likelihood_)
+    kmeans_anchored = BetaMixtureNoiseDetector(init_params="kmeans", anchored=True).fit(losses)  # now possible
+    assert np.all(np.isfinite(kmeans_anchored.predict_proba(losses)))
+    with pytest.raises(ValueError, match=r"init_params='anchored' is now init_params='paper' with anchored=True"):
+        BetaMixtureNoiseDetector(init_params="anchored").fit(losses)
+
+
+def test_detectors_saved_under_the_old_names_load(tmp_path):
+    """A detector file written before anchoring had its own parameter and before
+    ``lower_bound_`` was renamed loads as the same detector."""
+    import json
+
+    from lnc_sklearn import load_detector, save_detector
+
+    losses = np.random.default_rng(0).gamma(1.0, 0.5, 500)
+    fitted = BetaMixtureNoiseDetector().fit(losses)
+    path = save_detector(fitted, tmp_path / "new.json") or tmp_path / "new.json"
+    state = json.loads(path.read_text())
+    saved = state["detector"]
+    saved["params"].pop("anchored")
+    saved["params"]["init_params"] = "anchored"
+    saved["fitted"]["lower_bound_"] = saved["fitted"].pop("log_likelihood_")
+    (tmp_path / "old.json").write_text(json.dumps(state))
+    loaded = load_detector(tmp_path / "old.json")
+    assert (loaded.init_params, loaded.anchored) == ("paper", True)
+    assert loaded.log_likelihood_ == fitted.log_likelihood_
+    np.testing.assert_array_equal(loaded.predict_proba(losses), fitted.predict_proba(losses))

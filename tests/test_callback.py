@@ -221,7 +221,7 @@ def test_report_one_row_per_sample_in_dataset_order():
     quiet_fit(learn)
     report = cb.report()
     assert len(report) == N_TRAIN and list(report["item"]) == list(range(N_TRAIN))
-    assert {"given_label", "predicted_label", "loss", "p_noisy", "is_noisy", "truly_noisy"} <= set(report.columns)
+    assert {"given_label", "predicted_label", "loss", "p_noisy", "is_noisy", "noise_mask"} <= set(report.columns)
     np.testing.assert_array_equal(report["given_label"], noisy[:N_TRAIN].numpy())
     np.testing.assert_array_equal(report["is_noisy"], report["p_noisy"] > 0.5)
     expected = cb.detector_.predict_proba(report["loss"].to_numpy().reshape(-1, 1))[:, 1]
@@ -264,7 +264,7 @@ def test_trace_file(tmp_path):
     trace = np.load(path)
     assert trace["losses"].shape == trace["p_noisy"].shape == (3, N_TRAIN)
     assert trace["probs"].shape == (3, N_TRAIN, N_CLASSES) and trace["probs"].dtype == np.float16
-    np.testing.assert_array_equal(trace["changed"], mask)
+    np.testing.assert_array_equal(trace["noise_mask"], mask)
     np.testing.assert_array_equal(trace["noisy_labels"], noisy[:N_TRAIN].numpy())
     np.testing.assert_allclose(trace["losses"][-1], cb.losses_, rtol=1e-6)
 

@@ -32,7 +32,7 @@ def test_report_has_ranks_history_and_cleanlabs_columns():
     probs = cb.trace["probs"][-1].astype(np.float64)
     np.testing.assert_array_equal(report["given_label_probability"], probs[np.arange(len(report)), cb.labels_])
     np.testing.assert_array_equal(report["predicted_label"], cb.predictions_)
-    for column in ("given_label", "predicted_label", "label_quality", "is_label_issue", "p_noisy", "rank", "truly_noisy"):
+    for column in ("given_label", "predicted_label", "label_quality", "is_label_issue", "p_noisy", "rank", "noise_mask"):
         assert column in report.columns
     history = np.stack(cb.trace["p_noisy"])
     assert history.shape == (3, len(report))

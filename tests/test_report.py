@@ -31,7 +31,7 @@ def test_rows_follow_the_input_order_with_cleanlabs_columns(digits):
     np.testing.assert_allclose(report["label_quality"], 1 - report["p_noisy"])
     assert (report["is_label_issue"] == report["is_noisy"]).all()
     assert (report["is_noisy"] == (report["p_noisy"] > 0.5)).all()
-    np.testing.assert_array_equal(report["truly_noisy"], changed)
+    np.testing.assert_array_equal(report["noise_mask"], changed)
 
 
 def test_rank_is_by_p_noisy_then_loss():
