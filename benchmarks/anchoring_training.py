@@ -66,7 +66,7 @@ def main():
         f"test images; `noise_accuracy.py`'s small CNN, `fit_one_cycle({args.epochs}, {args.lr})`, batch "
         f"{args.bs}, no augmentation, mixup alpha {args.alpha}, warm-up {args.warmup}. Each row: one seed "
         "(noisy labels and initial weights), trained twice, the callback's detector being "
-        "`BetaMixtureNoiseDetector(init_params=\"paper\")` or the default (`\"anchored\"`).",
+        "`BetaMixtureNoiseDetector(anchored=False)` or the default (`anchored=True`).",
         "",
         "## Last-epoch test accuracy, mean over seeds",
         "",

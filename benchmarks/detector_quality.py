@@ -40,10 +40,10 @@ DETECTORS = {
     ),
     "converged, anchored": lambda: BetaMixtureNoiseDetector(max_iter=1000, tol=1e-6),
     "converged, kmeans init": lambda: BetaMixtureNoiseDetector(
-        max_iter=1000, tol=1e-6, init_params="kmeans"
+        max_iter=1000, tol=1e-6, init_params="kmeans", anchored=False
     ),
     "converged, kmeans, min-max": lambda: BetaMixtureNoiseDetector(
-        max_iter=1000, tol=1e-6, init_params="kmeans", percentiles=(0, 100)
+        max_iter=1000, tol=1e-6, init_params="kmeans", anchored=False, percentiles=(0, 100)
     ),
     "Gaussian (DivideMix)": lambda: GaussianMixtureNoiseDetector(random_state=0),
 }
@@ -125,10 +125,10 @@ def main():
         "Per trace and epoch, each detector fitted on that epoch's per-sample losses; "
         "AUC and Brier score against the true noise mask; rate err = |mean p(noisy) - "
         "true noise rate|. 'reference posterior' is the paper's fit (`max_iter=10, tol=0, "
-        "init_params=\"paper\"`) read as the reference code does: a 100-point table, made "
+        "anchored=False`) read as the reference code does: a 100-point table, made "
         "non-decreasing past its peak only. 'paper fit, monotone' reads the same fit through "
         "lnc's exact monotone posterior. 'lnc default' is the same start and schedule with "
-        "anchored M-steps (`init_params=\"anchored\"`: the clean component may not pile up at "
+        "anchored M-steps (`anchored=True`: the clean component may not pile up at "
         "the noisy end, nor the noisy one at the clean end), read the same way.",
         "",
         "## Summary over all traces and epochs",

@@ -32,7 +32,7 @@ def main():
     # shares the default normalisation (percentiles), which the score cannot compare across.
     search = GridSearchCV(
         BetaMixtureNoiseDetector(),
-        {"init_params": ["paper", "kmeans"], "anchored": [True, False], "max_iter": [10, 100]},
+        {"init_params": ["fixed", "kmeans"], "anchored": [True, False], "max_iter": [10, 100]},
         cv=3,
     )
     search.fit(losses)

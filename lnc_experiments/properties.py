@@ -17,7 +17,7 @@ from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector
 
 DETECTORS = {
     "beta": lambda: BetaMixtureNoiseDetector(),
-    "beta-converged-kmeans": lambda: BetaMixtureNoiseDetector(max_iter=200, tol=1e-6, init_params="kmeans"),
+    "beta-converged-kmeans": lambda: BetaMixtureNoiseDetector(max_iter=200, tol=1e-6, init_params="kmeans", anchored=False),
     "beta-confidence": lambda: BetaMixtureNoiseDetector(input_type="confidence", percentiles=(0, 100)),
     "gaussian": lambda: GaussianMixtureNoiseDetector(random_state=0),
 }

@@ -12,7 +12,8 @@ from lnc_sklearn._atomic import atomic_path
 
 # Where the tables go: $LNC_RESULTS_DIR (benchmarks/gpu_check.sh points it at its output folder,
 # so that a GPU machine's results come back whole), else the repository's benchmarks/results/.
-RESULTS = Path(os.environ.get("LNC_RESULTS_DIR") or Path(__file__).resolve().parents[1] / "benchmarks" / "results")
+_CHECKOUT = Path(__file__).resolve().parents[1] / "benchmarks"  # present in a source checkout
+RESULTS = Path(os.environ.get("LNC_RESULTS_DIR") or (_CHECKOUT if _CHECKOUT.is_dir() else Path.cwd() / "benchmarks") / "results")
 
 
 def _cpu_model():

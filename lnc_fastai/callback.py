@@ -161,6 +161,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
 
     # ---- fit-level plumbing ------------------------------------------------------------------
     def before_fit(self):
+        # fastai's lr_find trains a few epochs and then loads the model back: do the same for
+        # what this callback learns in them.
+        self._before_lr_find = self._snapshot() if hasattr(self.learn, "lr_finder") else None
         self.warmup_epochs = epochs_of(self.warmup, self.n_epoch)
         self.bootstrap_epoch = self.warmup_epochs
         if self.detector_mixing:
@@ -177,6 +180,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
 
     def after_fit(self):
         self._put_loss_back()
+        if getattr(self, "_before_lr_find", None) is not None:
+            self._restore(self._before_lr_find)
+            self._before_lr_find = None
         self._model_buffers, self._good_buffers = [], []  # not kept in exports and checkpoints
         if self._progress_columns:
             self.learn.metrics = [m for m in self.learn.metrics if all(m is not ours for ours in self._progress_columns)]

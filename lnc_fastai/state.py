@@ -7,6 +7,7 @@ you would call ``learn.save`` / ``learn.load``, and :class:`SaveModelWithState` 
 use fastai's ``SaveModelCallback``.
 """
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -27,10 +28,31 @@ STATE_FORMAT = "lnc-callback-state/1"
 ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_")
 
 
+# What the callback learns while training: put back after an ``lr_find`` (see ``StateMixin``).
+LEARNED = ("detector_", "table", "epoch_records", "trace", "failed_fits", "skipped_batches", *ARRAYS)
+
+
 class StateMixin:
-    """``state_dict`` / ``load_state_dict`` / ``save_state`` / ``load_state`` of the callback."""
+    """``state_dict`` / ``load_state_dict`` / ``save_state`` / ``load_state`` of the callback,
+    and the snapshot that fastai's ``lr_find`` gets: ``lr_find`` saves the model, trains a few
+    epochs and loads the model back; the callback's state is kept and put back the same way."""
 
     STATE_FORMAT = STATE_FORMAT
+
+    def __setstate__(self, state):
+        """Unpickle (``load_learner``), also a callback exported before the fitted detector
+        became ``detector_``: then ``detector`` held the last fit."""
+        super().__setstate__(state)
+        if "detector_" not in state:
+            self.detector_, self.detector = state.get("detector"), None
+        self.__dict__.setdefault("stack_y", False)
+
+    def _snapshot(self):
+        return copy.deepcopy({name: getattr(self, name) for name in LEARNED})
+
+    def _restore(self, snapshot):
+        for name, value in snapshot.items():
+            setattr(self, name, value)
 
     def state_dict(self):
         """What the callback has learned, as NumPy arrays plus one JSON string: the fitted

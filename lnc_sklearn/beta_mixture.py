@@ -276,6 +276,13 @@ def components_coincide(alphas, betas, rtol=0.05):
     return bool(np.allclose(alphas[0], alphas[1], rtol=rtol) and np.allclose(betas[0], betas[1], rtol=rtol))
 
 
+# init_params values from before anchoring had a parameter of its own, and what they meant.
+RENAMED_INIT = {
+    "paper": "init_params='fixed', anchored=False (the paper's plain fit)",
+    "anchored": "init_params='fixed', anchored=True (the default)",
+}
+
+
 class BetaMixtureNoiseDetector(BaseNoiseDetector):
     """Probability that a training sample is mislabelled, from its loss, by a Beta mixture.
 
@@ -302,10 +309,12 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         EM stops when the mean log-likelihood per sample changes by less than ``tol``.
         ``tol=0`` runs exactly ``max_iter`` iterations (the reference's behaviour) and
         never warns; with ``tol > 0`` a fit that does not converge warns.
-    init_params : {"paper", "kmeans"}, default="paper"
-        How EM starts. ``"paper"``: the paper's start, alpha=(1, 2), beta=(2, 1),
+    init_params : {"fixed", "kmeans"}, default="fixed"
+        How EM starts. ``"fixed"``: the paper's fixed start, alpha=(1, 2), beta=(2, 1),
         weights=(0.5, 0.5). ``"kmeans"``: a 1-D two-means split of the normalised values,
-        each side fitted by moments.
+        each side fitted by moments. (Before ``anchored`` was a parameter of its own,
+        ``init_params="paper"`` meant the plain fit and ``"anchored"`` the anchored one;
+        both spellings now raise a ``ValueError`` naming their replacement.)
     anchored : bool, default=True
         After every M-step the clean component may not pile up at the noisy end (its beta
         is kept >= 1) nor the noisy one at the clean end (alpha >= 1), see
@@ -371,7 +380,7 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         **BaseNoiseDetector._parameter_constraints,
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "init_params": [StrOptions({"kmeans", "paper"})],
+        "init_params": [StrOptions({"fixed", "kmeans"})],
         "anchored": ["boolean"],
         "warm_start": ["boolean"],
     }
@@ -381,7 +390,7 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         *,
         max_iter=10,
         tol=0.0,
-        init_params="paper",
+        init_params="fixed",
         anchored=True,
         warm_start=False,
         input_type="loss",
@@ -399,17 +408,17 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         self.warm_start = warm_start
 
     def _validate_params(self):
-        if self.init_params == "anchored":  # the name before anchoring became its own parameter
+        if self.init_params in RENAMED_INIT:  # spellings from before anchoring had a parameter of its own
             raise ValueError(
-                "init_params='anchored' is now init_params='paper' with anchored=True (the default): "
-                "init_params chooses the start ('paper' or 'kmeans'), anchored the constraint on every M-step"
+                f"init_params={self.init_params!r} is now {RENAMED_INIT[self.init_params]}: init_params chooses "
+                "the start ('fixed', the paper's, or 'kmeans') and anchored the constraint on every M-step"
             )
         super()._validate_params()
 
     def _initial_parameters(self, x):
         if self.warm_start and hasattr(self, "alphas_") and not components_coincide(self.alphas_, self.betas_):
             return self.alphas_, self.betas_, self.weights_
-        if self.init_params == "paper":
+        if self.init_params == "fixed":
             return PAPER_INIT["alphas"], PAPER_INIT["betas"], PAPER_INIT["weights"]
         return _kmeans_split_init(x)
 

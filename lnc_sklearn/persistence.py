@@ -68,8 +68,10 @@ def _decode(value, where):
             raise ValueError(f"{where}: unknown estimator {value['estimator']!r}; known: {sorted(KNOWN_CLASSES)}")
         params = {k: _decode(v, f"{where}.{k}") for k, v in value["params"].items()}
         fitted = dict(value["fitted"])
-        if params.get("init_params") == "anchored":  # saved before anchoring had a parameter of its own
-            params.update(init_params="paper", anchored=True)
+        if cls.__name__ == "BetaMixtureNoiseDetector" and "anchored" not in params:
+            # saved before anchoring had a parameter of its own: only "anchored" anchored
+            params["anchored"] = params.get("init_params") == "anchored"
+            params["init_params"] = {"paper": "fixed", "anchored": "fixed"}.get(params.get("init_params"), params.get("init_params"))
         if "lower_bound_" in fitted:  # saved before the attribute was renamed
             fitted["log_likelihood_"] = fitted.pop("lower_bound_")
         estimator = cls(**params)

@@ -328,7 +328,9 @@ def noise_summary(report, top=10):
     missing = [c for c in ("p_noisy", "is_noisy") if c not in report.columns]
     if missing:
         raise ValueError(f"report lacks the column(s) {missing}; build it with noise_report")
-    truth = report["noise_mask"] if "noise_mask" in report.columns else None
+    # "truly_noisy": the column's name in reports written before it was called noise_mask
+    truth_column = next((c for c in ("noise_mask", "truly_noisy") if c in report.columns), None)
+    truth = None if truth_column is None else report[truth_column]
     has_labels = "given_label" in report.columns and report["given_label"].notna().all()
     if has_labels:
         by_class = report.groupby("given_label", sort=True)
@@ -340,7 +342,7 @@ def noise_summary(report, top=10):
             }
         )
         if truth is not None:
-            per_class["true_noise_fraction"] = by_class["noise_mask"].mean()
+            per_class["true_noise_fraction"] = by_class[truth_column].mean()
         if "given_class" in report.columns:
             per_class.insert(0, "class", by_class["given_class"].first())
     else:

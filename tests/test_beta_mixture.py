@@ -138,11 +138,11 @@ def test_anchoring_keeps_noisy_the_noisy_component_on_real_losses():
     assert roc_auc_score(changed, p_anchored) == pytest.approx(auc, abs=1e-3)
 
 
-@pytest.mark.parametrize("init_params", ["paper", "kmeans"])
+@pytest.mark.parametrize("init_params", ["fixed", "kmeans"])
 def test_em_to_convergence_where_ten_iterations_do_not(init_params):
     losses = _synthetic()
     paper = BetaMixtureNoiseDetector(**PAPER).fit(losses)
-    converged = BetaMixtureNoiseDetector(**CONVERGED, init_params=init_params).fit(losses)
+    converged = BetaMixtureNoiseDetector(**CONVERGED, init_params=init_params, anchored=False).fit(losses)
     assert converged.converged_
     assert converged.log_likelihood_ > paper.log_likelihood_
     assert abs(converged.weights_[1] - 0.2) < abs(paper.weights_[1] - 0.2)
@@ -385,30 +385,37 @@ def test_bad_parameters_are_clear_errors(params, message):
 def test_anchoring_is_its_own_parameter_and_the_old_spelling_says_so():
     losses = np.random.default_rng(0).gamma(1.0, 0.5, 500)
     default = BetaMixtureNoiseDetector().fit(losses)
-    assert (default.init_params, default.anchored) == ("paper", True) and np.isfinite(default.log_likelihood_)
+    assert (default.init_params, default.anchored) == ("fixed", True) and np.isfinite(default.log_likelihood_)
     kmeans_anchored = BetaMixtureNoiseDetector(init_params="kmeans", anchored=True).fit(losses)  # now possible
     assert np.all(np.isfinite(kmeans_anchored.predict_proba(losses)))
-    with pytest.raises(ValueError, match=r"init_params='anchored' is now init_params='paper' with anchored=True"):
+    # The old spellings meant something else: they fail, saying what to write now, never silently change.
+    with pytest.raises(ValueError, match=r"init_params='anchored' is now init_params='fixed', anchored=True"):
         BetaMixtureNoiseDetector(init_params="anchored").fit(losses)
+    with pytest.raises(ValueError, match=r"init_params='paper' is now init_params='fixed', anchored=False"):
+        BetaMixtureNoiseDetector(init_params="paper").fit(losses)
 
 
-def test_detectors_saved_under_the_old_names_load(tmp_path):
-    """A detector file written before anchoring had its own parameter and before
-    ``lower_bound_`` was renamed loads as the same detector."""
+@pytest.mark.parametrize("old_init, anchored", [("anchored", True), ("paper", False), ("kmeans", False)])
+def test_detectors_saved_under_the_old_names_load(tmp_path, old_init, anchored):
+    """A detector file written before anchoring had its own parameter (when only
+    ``init_params="anchored"`` anchored) and before ``lower_bound_`` was renamed loads as the
+    detector it was."""
     import json
 
     from lnc_sklearn import load_detector, save_detector
 
     losses = np.random.default_rng(0).gamma(1.0, 0.5, 500)
-    fitted = BetaMixtureNoiseDetector().fit(losses)
+    init = "kmeans" if old_init == "kmeans" else "fixed"
+    fitted = BetaMixtureNoiseDetector(init_params=init, anchored=anchored).fit(losses)
     path = save_detector(fitted, tmp_path / "new.json") or tmp_path / "new.json"
     state = json.loads(path.read_text())
     saved = state["detector"]
     saved["params"].pop("anchored")
-    saved["params"]["init_params"] = "anchored"
+    saved["params"]["init_params"] = old_init
     saved["fitted"]["lower_bound_"] = saved["fitted"].pop("log_likelihood_")
     (tmp_path / "old.json").write_text(json.dumps(state))
     loaded = load_detector(tmp_path / "old.json")
-    assert (loaded.init_params, loaded.anchored) == ("paper", True)
+    assert (loaded.init_params, loaded.anchored) == (init, anchored)
     assert loaded.log_likelihood_ == fitted.log_likelihood_
     np.testing.assert_array_equal(loaded.predict_proba(losses), fitted.predict_proba(losses))
+    assert np.array_equal(loaded.fit(losses).alphas_, fitted.alphas_)  # and refits the same way

@@ -230,3 +230,31 @@ def test_state_files_are_checked_and_never_unpickled(tmp_path):
     np.savez(tmp_path / "other.npz", meta=np.array('{"format": "something else"}'))
     with pytest.raises(ValueError, match="expected format"):
         cb.load_state(tmp_path / "other.npz")
+
+
+def test_lr_find_leaves_the_callback_as_it_was():
+    """fastai's lr_find trains a few epochs and loads the model back; the callback's detector,
+    table and history go back too, so the real fit starts from scratch."""
+    cb = DynamicBootstrapMixUp(warmup=0)
+    learn = tensor_learner(cb)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learn.lr_find(num_it=30, show_plot=False)
+    assert cb.epoch_records == [] and cb.table is None and cb.detector_ is None and cb.losses_ is None
+    quiet_fit(learn, epochs=2)
+    assert list(cb.history["epoch"]) == [0, 1]
+
+
+def test_a_callback_exported_before_detector_was_split_loads():
+    """Learners exported when ``detector`` held the fitted detector (no ``detector_``) unpickle
+    into the current layout."""
+    import pickle
+
+    cb = DynamicBootstrapMixUp(warmup=1)
+    quiet_fit(tensor_learner(cb))
+    fitted = cb.detector_
+    cb.__dict__["detector"] = cb.__dict__.pop("detector_")
+    del cb.__dict__["stack_y"]
+    old = pickle.loads(pickle.dumps(cb))
+    assert old.detector is None and old.detector_.alphas_.tolist() == fitted.alphas_.tolist()
+    assert old.stack_y is False and "meta" in old.state_dict()
