@@ -16,30 +16,19 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from noise_accuracy import LABELS, run  # the sibling benchmark, beside this file
+from noise_accuracy import LABELS, add_paired_options, paired_data, print_row, run  # the sibling benchmark
 
-from lnc_experiments.data import as_float_images, load_arrays
 from lnc_experiments.results import markdown_table, write_json, write_results
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion_mnist", "cifar10"])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--n-train", type=int, default=1257)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--bs", type=int, default=64)
-    parser.add_argument("--alpha", type=float, default=32.0)
-    parser.add_argument("--warmup", type=float, default=0.35)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.8, 0.9])
+    add_paired_options(parser, noise=[0.8, 0.9])
     parser.add_argument("--methods", nargs="+", default=["m-dyr-h", "m-dyr-s"], choices=["m-dyr-h", "m-dyr-s"])
     args = parser.parse_args()
     args.no_augment = True
 
-    x_train, y_train, x_test, y_test = load_arrays(args.dataset, args.data_dir)
-    data = (as_float_images(x_train[: args.n_train]), y_train[: args.n_train], as_float_images(x_test), y_test)
+    data = paired_data(args)
     rows = []
     for seed in args.seeds:
         for noise in args.noise:
@@ -52,7 +41,7 @@ def main():
                     row[f"final noise estimate {init}"] = result["noise_fraction_per_epoch"][-1]
                 row["true noise"] = result["wrong_label_rate"]
                 row["anchored - paper"] = row["last anchored"] - row["last paper"]
-                print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+                print_row(row)
                 rows.append(row)
     frame = pd.DataFrame(rows)
     summary = frame.groupby(["method", "noise"], sort=False).agg(

@@ -15,9 +15,8 @@ import argparse
 
 import pandas as pd
 
-from noise_accuracy import run  # the sibling benchmark, beside this file
+from noise_accuracy import add_paired_options, paired_data, print_row, run  # the sibling benchmark
 
-from lnc_experiments.data import as_float_images, load_arrays
 from lnc_experiments.results import markdown_table, write_json, write_results
 
 VARIANTS = {"md-dyr-sh": "reference", "md-dyr-sh-share": "lnc's reading"}
@@ -25,25 +24,12 @@ VARIANTS = {"md-dyr-sh": "reference", "md-dyr-sh-share": "lnc's reading"}
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion_mnist"])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--n-train", type=int, default=1257)
-    parser.add_argument("--n-test", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--bs", type=int, default=64)
-    parser.add_argument("--alpha", type=float, default=32.0)
-    parser.add_argument("--warmup", type=float, default=0.35)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.9])
+    add_paired_options(parser, noise=[0.9])
     parser.add_argument("--tag", default="", help="suffix of the results files")
     args = parser.parse_args()
     args.no_augment, args.detector_init = True, "anchored"
 
-    x_train, y_train, x_test, y_test = load_arrays(args.dataset, args.data_dir)
-    if args.n_test:
-        x_test, y_test = x_test[: args.n_test], y_test[: args.n_test]
-    data = (as_float_images(x_train[: args.n_train]), y_train[: args.n_train], as_float_images(x_test), y_test)
+    data = paired_data(args)
     rows, runs = [], []
     name = f"md_dyr_sh_variants_{args.dataset}{args.tag}"
     for seed in args.seeds:
@@ -57,7 +43,7 @@ def main():
                 row[f"best {label}"] = result["best_acc"]
                 row[f"classes {label}"] = result["classes_predicted"]
             row["reference - lnc's (last)"] = row["last reference"] - row["last lnc's reading"]
-            print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+            print_row(row)
             rows.append(row)
             write_json(f"{name}.json", {"settings": vars(args), "runs": runs})
     frame = pd.DataFrame(rows)

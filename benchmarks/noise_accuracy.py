@@ -86,6 +86,35 @@ def run(method, noise, data, args):
     return result
 
 
+def add_paired_options(parser, noise):
+    """The options of the paired-run benchmarks beside this one (``anchoring_training.py``,
+    ``md_dyr_sh_variants.py``): this file's runs, by default on the digits without augmentation
+    (where cross-entropy memorises), for several seeds."""
+    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion_mnist", "cifar10"])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--n-train", type=int, default=1257)
+    parser.add_argument("--n-test", type=int, default=0, help="first N test images (0: all)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--bs", type=int, default=64)
+    parser.add_argument("--alpha", type=float, default=32.0)
+    parser.add_argument("--warmup", type=float, default=0.35)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--noise", type=float, nargs="+", default=noise)
+
+
+def paired_data(args):
+    """``(x_train, y_train, x_test, y_test)`` for :func:`run`, as the paired benchmarks' options say."""
+    x_train, y_train, x_test, y_test = load_arrays(args.dataset, args.data_dir)
+    if args.n_test:
+        x_test, y_test = x_test[: args.n_test], y_test[: args.n_test]
+    return as_float_images(x_train[: args.n_train]), y_train[: args.n_train], as_float_images(x_test), y_test
+
+
+def print_row(row):
+    print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+
+
 def write_tables(results, args, json_path):
     frame = pd.DataFrame(results)
     lines = [

@@ -108,8 +108,8 @@ class WriteProgress(Callback):
 
     order = 60  # after the Recorder has logged the epoch
 
-    def __init__(self, path, numbers):
-        self.path, self.numbers, self.trained = Path(path), numbers, False
+    def __init__(self, path, numbers, timer):
+        self.path, self.numbers, self.timer, self.trained = Path(path), numbers, timer, False
 
     def before_train(self):
         self.trained = True  # a training epoch, not get_preds' validation-only pass
@@ -118,9 +118,8 @@ class WriteProgress(Callback):
         if not self.trained:
             return
         self.trained = False
-        timer = next(cb for cb in self.learn.cbs if isinstance(cb, EpochTimer))
         with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(self.numbers(self.learn, timer.seconds), indent=1))
+            tmp.write_text(json.dumps(self.numbers(self.learn, self.timer.seconds), indent=1))
 
 
 def paper_epochs(value, epochs):
@@ -207,7 +206,7 @@ def train(args):
     dls = tensor_dataloaders(x_train, labels, x_test, y_test, bs=args.bs, device=device, channels_last=channels_last)
     timer = EpochTimer()
     numbers = partial(run_numbers, args=args, changed=changed, device=device, fp16=fp16, channels_last=channels_last)
-    progress = [WriteProgress(args.out, numbers)] if args.out else []
+    progress = [WriteProgress(args.out, numbers, timer)] if args.out else []
     learn = Learner(
         dls, PreActResNet18(width=args.width), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
         opt_func=partial(SGD, mom=0.9, decouple_wd=False), wd=args.wd, wd_bn_bias=True,
