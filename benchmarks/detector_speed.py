@@ -3,13 +3,16 @@
 Fits the same loss arrays (N = 5e4, 1e6, 1e7) with
   (a) a straightforward re-implementation of the reference (``reference_bmm.py``:
       ``scipy.stats.beta.pdf`` in the E-step, 10 iterations),
-  (b) ``BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False)``,
-  (c) ``BetaMixtureNoiseDetector()`` (the default: (b)'s start and schedule, anchored M-steps),
-  (d) ``GaussianMixtureNoiseDetector()`` (DivideMix's settings),
+  (b) ``BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False, rate_estimate="mixture")``,
+  (c0) ``BetaMixtureNoiseDetector(rate_estimate="mixture")`` (the default before the log-odds
+      noise count: (b)'s start and schedule, anchored M-steps),
+  (c) ``BetaMixtureNoiseDetector()`` (the default: (c0) and the log-odds noise count),
+  (d) ``GaussianMixtureNoiseDetector(rate_estimate="mixture")`` (DivideMix's settings),
   (e) ``BetaMixtureNoiseDetector(max_iter=1000, tol=1e-6)`` (EM to convergence),
 all in one process, and reports seconds (best of ``--repeats``), peak memory traced during
 the fit in multiples of the input's size, and the speed ratio against (a). It also checks
-that (b) gives the reference's parameters.
+that (b) gives the reference's parameters, and gives the default's time as a multiple of
+(c0)'s (what the noise count costs).
 
 Run: ``python benchmarks/detector_speed.py [--sizes 50000 1000000 10000000] [--repeats 3]``
 """
@@ -38,11 +41,12 @@ def synthetic_losses(n, noise=0.4, seed=0):
 METHODS = {
     "(a) reference (scipy.stats, 10 it.)": lambda x: reference_bmm_fit(x),
     "(b) lnc, paper configuration": lambda x: BetaMixtureNoiseDetector(
-        max_iter=10, tol=0, anchored=False
+        max_iter=10, tol=0, anchored=False, rate_estimate="mixture"
     ).fit(x),
+    "(c0) lnc, default before the noise count": lambda x: BetaMixtureNoiseDetector(rate_estimate="mixture").fit(x),
     "(c) lnc, default": lambda x: BetaMixtureNoiseDetector().fit(x),
     "(d) Gaussian mixture (DivideMix)": lambda x: GaussianMixtureNoiseDetector(
-        random_state=0
+        random_state=0, rate_estimate="mixture"
     ).fit(x),
     "(e) lnc, EM to convergence": lambda x: BetaMixtureNoiseDetector(
         max_iter=1000, tol=1e-6
@@ -74,13 +78,17 @@ def main():
         "| N | method | seconds | peak memory (x input) | speed-up vs (a) | iterations |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    mismatch = []
+    mismatch, count_cost = [], []
     for n in args.sizes:
         x = synthetic_losses(n)
         repeats = args.repeats if n <= 1_000_000 else 1
         baseline = None
         for name, fit in METHODS.items():
             seconds, peak, result = measure(fit, x, repeats)
+            if name.startswith("(c0)"):
+                before = seconds
+            if name.startswith("(c)"):
+                count_cost.append((n, seconds / before))
             if baseline is None:
                 baseline, reference = seconds, result
                 iterations = 10
@@ -108,6 +116,9 @@ def main():
         "",
         "Largest relative difference of (b)'s parameters from (a)'s: "
         + ", ".join(f"N={n:.0e}: {d:.1e}" for n, d in mismatch),
+        "",
+        "The default's fit time as a multiple of (c0)'s (the cost of the log-odds noise count, "
+        "measured in the same process): " + ", ".join(f"N={n:.0e}: {r:.2f}x" for n, r in count_cost),
     ]
     path = write_results("detector_speed.md", "Detector fit speed and memory", rows + notes)
     print("\n".join(notes))

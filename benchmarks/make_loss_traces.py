@@ -1,15 +1,22 @@
 """Per-sample training-loss traces from real noisy-label training, for detector benchmarks.
 
-Trains a small CNN with plain cross-entropy (SGD, no correction) on real data with injected
-symmetric label noise, and after every epoch records each training sample's cross-entropy
-against its noisy label (eval mode, no augmentation), as the training callback will. Saves
-one ``.npz`` per run with ``losses`` (epochs x samples, float32), ``noisy_labels``,
-``true_labels`` and ``changed`` (the true noise mask).
+Trains a network with plain cross-entropy (SGD, no correction) on real data with injected
+label noise, and after every epoch records each training sample's cross-entropy against its
+noisy label and its softmax output (eval mode, no augmentation), as the training callback's
+loss pass sees them. Saves one ``.npz`` per run with ``losses`` (epochs x samples, float32),
+``probs`` (epochs x samples x classes, float16), ``noisy_labels``, ``true_labels`` and
+``noise_mask`` (the true noise mask).
+
+Noise: ``sym`` relabels a fraction R of the samples to one of the *other* classes (so R of the
+labels are wrong); ``asym`` flips a fraction R of some classes to a fixed similar class
+(``ASYMMETRIC``: the usual CIFAR-10 pairs; MNIST 2->7, 3->8, 5<->6, 7->1; Fashion-MNIST
+T-shirt->shirt, pullover->coat, sandal->sneaker, ankle boot->sneaker), so fewer than R of all
+labels are wrong. Models: ``cnn`` (two conv blocks) or ``resnet`` (PreAct ResNet-18, width 16).
 
 Data (``mnist.npz``, ``fashion_mnist.npz``, ``cifar10_jpeg.npz``) is read from
 ``--data-dir``, else ``$LNC_DATA_DIR``.
 
-Run: ``python benchmarks/make_loss_traces.py --dataset fashion_mnist --noise 0.2 0.5 0.8``
+Run: ``python benchmarks/make_loss_traces.py --dataset mnist --noise 0 0.05 0.1 0.2 --type sym``
 """
 
 import argparse
@@ -22,9 +29,16 @@ import torch
 from torch import nn
 
 from lnc_experiments.data import as_float_images, load_arrays
-from lnc_sklearn import symmetric_noise
+from lnc_experiments.models import PreActResNet18
+from lnc_sklearn import CIFAR10_ASYMMETRIC, asymmetric_noise, symmetric_noise
 
 REPO = Path(__file__).resolve().parents[1]
+
+ASYMMETRIC = {
+    "cifar10": CIFAR10_ASYMMETRIC,
+    "mnist": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1},
+    "fashion_mnist": {0: 6, 2: 4, 5: 7, 9: 7},
+}
 
 
 def load_images(data_dir, dataset, n_train):
@@ -41,23 +55,27 @@ def small_cnn(channels):
     )
 
 
+def make_model(name, channels):
+    if name == "resnet":
+        return PreActResNet18(width=16, in_channels=channels)
+    return small_cnn(channels)
+
+
 @torch.inference_mode()
-def per_sample_losses(model, images, labels, batch=1024):
+def losses_and_probs(model, images, labels, batch=1024):
     model.eval()
-    out = [
-        nn.functional.cross_entropy(model(images[i : i + batch]), labels[i : i + batch], reduction="none")
-        for i in range(0, len(labels), batch)
-    ]
-    return torch.cat(out).numpy()
+    logits = torch.cat([model(images[i : i + batch]) for i in range(0, len(labels), batch)])
+    losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+    return losses.numpy(), torch.softmax(logits, 1).numpy()
 
 
-def train_trace(images, noisy, epochs, seed, lr):
+def train_trace(images, noisy, epochs, seed, lr, model_name, true_labels):
     torch.manual_seed(seed)
-    model = small_cnn(images.shape[1])
-    model(images[:2])  # materialise the lazy layer
+    model = make_model(model_name, images.shape[1])
+    model(images[:2])  # materialise a lazy layer
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     targets = torch.from_numpy(noisy)
-    losses = []
+    losses, probs = [], []
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
         model.train()
@@ -67,37 +85,49 @@ def train_trace(images, noisy, epochs, seed, lr):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        losses.append(per_sample_losses(model, images, targets))
-        print(f"  epoch {epoch + 1}: mean loss {losses[-1].mean():.3f} "
-              f"({time.perf_counter() - start:.1f}s)", flush=True)
-    return np.stack(losses).astype(np.float32)
+        epoch_losses, epoch_probs = losses_and_probs(model, images, targets)
+        losses.append(epoch_losses)
+        probs.append(epoch_probs.astype(np.float16))
+        clean_acc = (epoch_probs.argmax(1) == true_labels).mean()
+        print(f"  epoch {epoch + 1}: mean loss {epoch_losses.mean():.3f}, accuracy on the true "
+              f"labels {clean_acc:.3f} ({time.perf_counter() - start:.1f}s)", flush=True)
+    return np.stack(losses).astype(np.float32), np.stack(probs)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["mnist", "fashion_mnist", "cifar10"], default="fashion_mnist")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.5, 0.8])
+    parser.add_argument("--type", choices=["sym", "asym"], default="sym")
+    parser.add_argument("--model", choices=["cnn", "resnet"], default="cnn")
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "traces"))
     args = parser.parse_args()
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     images, labels = load_images(args.data_dir, args.dataset, args.n_train)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for rate in args.noise:
-        noisy, changed = symmetric_noise(labels, rate, random_state=args.seed)
-        print(f"{args.dataset}, {rate:.0%} symmetric noise ({changed.mean():.1%} wrong)")
-        losses = train_trace(images, noisy, args.epochs, args.seed, args.lr)
-        path = out / f"{args.dataset}_sym{int(round(rate * 100))}.npz"
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, losses=losses, noisy_labels=noisy, true_labels=labels, noise_mask=changed)
-        tmp.replace(path)
-        print(f"  saved {path}")
+    for seed in args.seed:
+        for rate in args.noise:
+            if args.type == "sym":
+                noisy, noise_mask = symmetric_noise(labels, rate, include_true_class=False, random_state=seed)
+            else:
+                noisy, noise_mask = asymmetric_noise(labels, rate, ASYMMETRIC[args.dataset], random_state=seed)
+            print(f"{args.dataset}, {rate:.0%} {args.type} noise ({noise_mask.mean():.1%} wrong), seed {seed}")
+            losses, probs = train_trace(images, noisy, args.epochs, seed, args.lr, args.model, labels)
+            name = f"{args.dataset}_{args.model}_{args.type}{int(round(rate * 100))}_s{seed}.npz"
+            path = out / name
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            np.savez_compressed(tmp, losses=losses, probs=probs, noisy_labels=noisy, true_labels=labels,
+                                noise_mask=noise_mask)
+            tmp.replace(path)
+            print(f"  saved {path}")
 
 
 if __name__ == "__main__":

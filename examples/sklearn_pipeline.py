@@ -13,20 +13,27 @@ from lnc_experiments.digits import digits_training_losses
 from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector
 
 
+def confidence_to_loss(confidences):
+    """Cross-entropy from the probability given to the label."""
+    return -np.log(confidences)
+
+
 def main():
     losses, _, _, changed, _ = digits_training_losses()
     confidences = np.exp(-losses)  # the probability given to the label: higher = cleaner
 
-    # A Pipeline: a transformer that turns a column of losses into log-losses, then the
-    # detector. The pipeline has predict_proba, score, bic... like the detector.
+    # A Pipeline: a transformer that turns a column of confidences (the probability given to
+    # each label) into cross-entropy losses, then the detector. The pipeline has predict_proba,
+    # score, bic... like the detector. (The default noise count reads the values as
+    # cross-entropy, so a transformer in front of it must keep them so.)
     pipeline = make_pipeline(
-        FunctionTransformer(np.log1p, feature_names_out="one-to-one"),
+        FunctionTransformer(confidence_to_loss, feature_names_out="one-to-one"),
         BetaMixtureNoiseDetector(),
     )
-    pipeline.fit(losses[:, None])
-    flagged = pipeline.predict(losses[:, None]).astype(bool)
-    print(f"Pipeline(log1p, Beta mixture): flagged {flagged.sum()}, of which "
-          f"{changed[flagged].mean():.1%} truly mislabelled")
+    pipeline.fit(confidences[:, None])
+    flagged = pipeline.predict(confidences[:, None]).astype(bool)
+    print(f"Pipeline(-log, Beta mixture): {pipeline[-1].noise_rate_:.3f} estimated noise, flagged "
+          f"{flagged.sum()}, of which {changed[flagged].mean():.1%} truly mislabelled")
 
     # GridSearchCV over the EM settings, scored by held-out log-likelihood. Every candidate
     # shares the default normalisation (percentiles), which the score cannot compare across.

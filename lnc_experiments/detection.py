@@ -38,7 +38,7 @@ def _mixture_scores(losses):
     values = losses[finite]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        paper = BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False).fit(values)
+        paper = BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False, rate_estimate="mixture").fit(values)
         beta = BetaMixtureNoiseDetector().fit(values)
         gaussian = GaussianMixtureNoiseDetector(random_state=0).fit(values)
         raw_gaussian = GaussianMixtureNoiseDetector(random_state=0, monotone=False).fit(values)

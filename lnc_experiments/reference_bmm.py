@@ -2,7 +2,7 @@
 
 Written as the reference code behaves, on purpose without any of lnc's improvements: it is
 the baseline that ``detector_speed.py`` times and that the tests compare
-``BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False)`` against.
+``BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False, rate_estimate="mixture")`` against.
 """
 
 import numpy as np

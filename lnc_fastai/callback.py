@@ -66,9 +66,12 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     detector : estimator, optional
         Anything with ``fit`` and ``predict_proba`` over a column of per-sample values whose column
         1 is p(noisy); a detector with ``input_type="confidence"`` is given ``exp(-loss)``. None
-        (the default) means ``BetaMixtureNoiseDetector()``, refitted from the paper's start
-        (anchored M-steps) every epoch as the reference refits. The argument is kept as given;
-        the fitted copy is ``detector_``. A fit that raises keeps the previous fit and warns.
+        (the default) means ``BetaMixtureNoiseDetector(rate_estimate="mixture")``, refitted from
+        the paper's start (anchored M-steps) every epoch as the reference refits, its p(noisy)
+        read off the mixture as the paper's methods use it. ``BetaMixtureNoiseDetector()``
+        instead (noise rate from the log-odds) scales every p(noisy) to its noise count: 0, so
+        plain mixup, where it finds no noise. The argument is kept as given; the fitted copy is
+        ``detector_``. A fit that raises keeps the previous fit and warns.
     detector_mixing : bool
         After the warm-up, mix each pair in proportion to how clean the detector finds each
         partner, ``(1 - w_a) / ((1 - w_a) + (1 - w_b))``, instead of one ``Beta(alpha, alpha)``
@@ -106,8 +109,11 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         the training batch); default four times the training batch size.
 
     After fitting, ``detector_`` is the last usable fit, ``history`` (a DataFrame, one row per
-    epoch) holds the estimated noise fraction, the AUC when ``noise_mask`` was given, and the
-    detector's fitted parameters; ``report()`` gives one row per training sample. Training uses
+    epoch) holds the estimated noise rate (``noise_rate``, the log-odds count of
+    :class:`lnc_sklearn.BetaMixtureNoiseDetector`, whichever detector trains; shown in the
+    progress table), how clearly the wrong labels stand apart (``noise_separation``), the mean
+    p(noisy) the training weights come from (``noise_fraction``), the AUC when ``noise_mask``
+    was given, and the detector's fitted parameters; ``report()`` gives one row per training sample. Training uses
     this callback's own loss (``lf``, swapped in as fastai's ``MixHandler`` does); the learner's
     ``loss_func`` is put back after training (and on every cancel) and serves validation.
     Checkpoints: :func:`lnc_fastai.save_checkpoint`, :class:`lnc_fastai.SaveModelWithState`.
@@ -154,7 +160,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.detector_ = self.table = None
         self.epoch_records, self.trace = [], {"losses": [], "p_noisy": [], "probs": []}
         self.failed_fits, self.skipped_batches = [], []  # what went wrong, and when
-        self.losses_ = self.labels_ = self.predictions_ = self.p_noisy_ = None
+        self.losses_ = self.labels_ = self.predictions_ = self.p_noisy_ = self.noise_flags_ = None
         self.stack_y, self._batch = False, None
         self._model_buffers, self._good_buffers = [], []
         self._progress_columns = []
@@ -173,7 +179,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         if self.noise_mask is not None and len(self.noise_mask) != n:
             raise ValueError(f"noise_mask has {len(self.noise_mask)} entries but the training set has {n} samples")
         # Columns in fastai's progress table; the Recorder (order 50) reads metric names after us.
-        self._progress_columns = [ValueMetric(self._last_noise_fraction, "noise_frac")]
+        self._progress_columns = [ValueMetric(self._last_noise_rate, "noise_rate")]
         if self.noise_mask is not None:
             self._progress_columns.append(ValueMetric(self._last_auc, "noise_auc"))
         self.learn.metrics = list(self.learn.metrics) + self._progress_columns

@@ -29,7 +29,7 @@ class ResultsMixin:
         if self.losses_ is None:
             raise RuntimeError("no epoch has been tracked yet: fit the learner with this callback first")
 
-    def report(self, sort=False, threshold=0.5):
+    def report(self, sort=False, threshold=None):
         """One row per training sample, in dataset order (``sort=True``: most suspect first), from
         the last tracked epoch: the columns of :func:`lnc_sklearn.noise_report`.
 
@@ -38,9 +38,22 @@ class ResultsMixin:
         and ``epochs_flagged`` (the sample's history) with ``keep_trace=True``,
         ``given_label_probability`` with ``trace_probs=True``, ``noise_mask`` with a noise mask.
         Samples whose loss was not finite have no ``p_noisy`` and rank last.
+
+        ``is_noisy`` is ``p_noisy > threshold`` when a threshold is given, else the history's count:
+        within each given label, its share of samples with the highest losses (``p_noisy`` stays
+        what the training weights came from). ``report.attrs["noise_estimate"]`` holds the last epoch's
+        noise rate and separation, which ``noise_summary`` prints.
         """
         self._check_tracked()
         n = self.losses_.size
+        record = self.epoch_records[-1] if self.epoch_records else {}
+        flags = estimate = None
+        if "noise_rate" in record:
+            estimate = {"noise_rate": record["noise_rate"], "noise_separation": record["noise_separation"],
+                        "noise_from_mixture": record.get("noise_from_mixture", 0.0),
+                        "min_separation": float(getattr(self.detector_, "min_separation", 2.5))}
+            if threshold is None and self.noise_flags_ is not None:  # the count: each label's highest losses
+                flags = self.noise_flags_
         vocab = getattr(self.dls, "vocab", None)
         names = None
         if vocab is not None and not isinstance(vocab[0], (list, tuple)) and len(vocab) > max(self.labels_.max(), self.predictions_.max()):
@@ -56,6 +69,8 @@ class ResultsMixin:
             class_names=names,
             p_noisy_history=np.stack(self.trace["p_noisy"]) if kept else None,
             noise_mask=self.noise_mask,
+            is_noisy=flags,
+            noise_estimate=estimate,
             threshold=threshold,
             sort=sort,
         )

@@ -25,7 +25,7 @@ from .posterior_table import PosteriorTable
 __all__ = ["StateMixin", "save_checkpoint", "load_checkpoint", "SaveModelWithState", "state_path"]
 
 STATE_FORMAT = "lnc-callback-state/1"
-ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_")
+ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_")
 
 
 # What the callback learns while training: put back after an ``lr_find`` (see ``StateMixin``).
@@ -46,6 +46,7 @@ class StateMixin:
         if "detector_" not in state:
             self.detector_, self.detector = state.get("detector"), None
         self.__dict__.setdefault("stack_y", False)
+        self.__dict__.setdefault("noise_flags_", None)  # exported before the noise count
 
     def _snapshot(self):
         return copy.deepcopy({name: getattr(self, name) for name in LEARNED})

@@ -19,13 +19,30 @@ from fastprogress.fastprogress import progress_bar
 from sklearn.metrics import roc_auc_score
 
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
+from lnc_sklearn.noise_rate import count_noise
 
 from .batches import check_targets, eval_mode, plain
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
 
 __all__ = ["training_loader", "tracking_loader", "autocast_for", "per_sample_losses", "refit", "fitted_parameters",
-           "TrackingMixin"]
+           "noise_count", "default_detector", "TrackingMixin"]
+
+
+def default_detector():
+    """The detector the callback refits when given none: the paper's schedule with anchored
+    M-steps, p(noisy) read off the mixture (``rate_estimate="mixture"``), so that the training
+    weights are the ones the paper's methods were measured with. The noise count in the history
+    comes from the log-odds estimate all the same (:func:`noise_count`)."""
+    return BetaMixtureNoiseDetector(rate_estimate="mixture")
+
+
+def noise_count(losses, labels, p_noisy):
+    """The epoch's count: :func:`lnc_sklearn.noise_rate.count_noise` on the cross-entropy
+    ``losses`` within each given label, falling back to the mean ``p_noisy`` (the detector's
+    posterior) for labels whose samples the network mostly disbelieves with no group standing
+    apart. Returns its dict (``rate``, ``separation``, ``flags``, ``from_mixture``, ...)."""
+    return count_noise(losses, labels, p_noisy)
 
 
 def training_loader(dls):
@@ -122,7 +139,8 @@ def refit(detector, losses):
         return None, f"the detector's fit degenerated ({degenerate[0].message})"
     if not np.all(np.isfinite(p_noisy)):
         return None, "the detector's fit gave non-finite p(noisy)"
-    if p_noisy.size == 0 or np.ptp(p_noisy) < 1e-3:
+    found_none = getattr(candidate, "rate_estimate_used_", None) == "log-odds" and candidate.noise_rate_ == 0
+    if p_noisy.size == 0 or (np.ptp(p_noisy) < 1e-3 and not found_none):  # "no noise" is a usable answer
         return None, "the detector's fit cannot tell samples apart (the same p(noisy) for every sample)"
     return candidate, None
 
@@ -166,7 +184,7 @@ class TrackingMixin:
                 stacklevel=2,
             )
         # Refit a copy of the last fit (a warm-starting detector goes on from it) or of the argument.
-        template = next((d for d in (self.detector_, self.detector) if d is not None), None) or BetaMixtureNoiseDetector()
+        template = next((d for d in (self.detector_, self.detector) if d is not None), None) or default_detector()
         candidate, problem = refit(template, losses[finite])
         if problem is None:
             self.detector_ = candidate
@@ -183,15 +201,24 @@ class TrackingMixin:
         self.p_noisy_ = p_noisy
         device = next(self.model.parameters()).device
         self.table = PosteriorTable.from_detector(self.detector_, losses[finite].max(initial=0.0), self.table_size, device)
-        self._record_epoch(losses, p_noisy, probabilities)
+        self._record_epoch(losses, p_noisy, probabilities, finite)
 
-    def _record_epoch(self, losses, p_noisy, probabilities):
-        record = {"epoch": self.epoch, "noise_fraction": float(np.nanmean(p_noisy))}
+    def _record_epoch(self, losses, p_noisy, probabilities, finite):
+        count = noise_count(losses[finite], self.labels_[finite], p_noisy[finite])
+        self.noise_flags_ = np.zeros(losses.size, dtype=bool)
+        self.noise_flags_[finite] = count["flags"]
+        record = {
+            "epoch": self.epoch,
+            "noise_rate": count["rate"],
+            "noise_separation": float(count["separation"]),
+            "noise_from_mixture": count["from_mixture"],
+            "noise_fraction": float(np.nanmean(p_noisy)),
+        }
         if self.noise_mask is not None:
             finite = np.isfinite(p_noisy)
             mask = self.noise_mask[finite]
             record["auc"] = float(roc_auc_score(mask, p_noisy[finite])) if 0 < mask.sum() < mask.size else float("nan")
-        record.update(fitted_parameters(self.detector_))
+        record.update({k: v for k, v in fitted_parameters(self.detector_).items() if k not in record})
         self.epoch_records.append(record)
         if self.keep_trace:
             self.trace["losses"].append(losses.astype(np.float32))
@@ -199,8 +226,8 @@ class TrackingMixin:
             if probabilities is not None:
                 self.trace["probs"].append(probabilities)
 
-    def _last_noise_fraction(self):
-        return self.epoch_records[-1]["noise_fraction"] if self.epoch_records else float("nan")
+    def _last_noise_rate(self):
+        return self.epoch_records[-1]["noise_rate"] if self.epoch_records else float("nan")
 
     def _last_auc(self):
         return self.epoch_records[-1].get("auc", float("nan")) if self.epoch_records else float("nan")

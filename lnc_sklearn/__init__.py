@@ -1,5 +1,6 @@
 """lnc_sklearn: is this training sample mislabelled? scikit-learn estimators over one
 number per sample (its loss, or its confidence in the given label), from any framework.
+How many labels are wrong (``noise_rate_``, :mod:`lnc_sklearn.noise_rate`) and which.
 
 Reports (:mod:`lnc_sklearn.report`) and plots (:mod:`lnc_sklearn.plotting`, needs matplotlib)
 of the suspects; the ``lnc-report`` command line (:mod:`lnc_sklearn.cli`)."""
@@ -7,6 +8,7 @@ of the suspects; the ``lnc-report`` command line (:mod:`lnc_sklearn.cli`)."""
 from .beta_mixture import BetaMixtureNoiseDetector, DegenerateFitWarning
 from .gaussian_mixture import GaussianMixtureNoiseDetector
 from .noise import CIFAR10_ASYMMETRIC, asymmetric_noise, symmetric_noise
+from .noise_rate import estimate_noise_rate
 from .persistence import load_detector, save_detector
 from .report import NoiseSummary, noise_report, noise_summary, report_from_probabilities
 
@@ -14,6 +16,7 @@ __all__ = [
     "BetaMixtureNoiseDetector",
     "GaussianMixtureNoiseDetector",
     "DegenerateFitWarning",
+    "estimate_noise_rate",
     "symmetric_noise",
     "asymmetric_noise",
     "CIFAR10_ASYMMETRIC",

@@ -294,12 +294,36 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
     iterations) with lnc's improvements on top: M-steps that keep each component anchored
     to its own end of the range (``anchored=True``), a posterior monotone in the loss over
     the whole range, components always ordered (clean, noisy), valid parameters on
-    degenerate input, and a much faster E-step. ``max_iter=10, tol=0, anchored=False`` is
-    the paper's fit exactly. EM to convergence (``max_iter=1000, tol=1e-6``) and the
-    ``"kmeans"`` start are there to opt into; on real training-loss traces they fit the
-    losses better (higher likelihood) but estimated the noise rate and p(noisy) worse than
-    the ten-iteration schedule, so they are not the default
-    (``benchmarks/results/detector_quality.md``).
+    degenerate input, a much faster E-step, and a noise count that can say "little or no
+    noise" (``rate_estimate="log-odds"``, below). ``max_iter=10, tol=0, anchored=False,
+    rate_estimate="mixture"`` is the paper's fit exactly.
+
+    How many labels are wrong. A two-component mixture always finds two components, so its
+    weight reports noise where there is none (a quarter of the digits on clean labels). By
+    default (``rate_estimate="log-odds"``) the count ``noise_rate_`` comes instead from
+    :func:`lnc_sklearn.noise_rate.count_noise`: the losses are read as cross-entropy, turned
+    into the log-odds of the probability given to the label, and a group of samples counts as
+    noise only when the network gives their labels less than even odds and they stand apart
+    from the rest (``noise_separation_`` at least ``min_separation``); otherwise
+    ``noise_rate_`` is 0, "little or no noise". Given the labels (``fit(losses, y=labels)``)
+    this is done within each label, which finds wrong labels flipped into a few classes that
+    the count over all samples misses. Where the network gives most samples (of a label) less
+    than even odds, early in training or under heavy noise, the count's premise fails and the
+    mixture's own rate is used for them (``noise_from_mixture_`` says for what share).
+    p(noisy) is the mixture's monotone posterior with one constant added to every log-odds so
+    that it averages ``noise_rate_`` (the order of the samples, and so every ranking metric,
+    is the mixture's), and ``predict`` flags the ``noise_rate_`` share of samples with the
+    highest losses. This needs per-sample cross-entropy losses (or, with
+    ``input_type="confidence"``, the probabilities given to the labels); on other values
+    (negative losses, confidences outside [0, 1]) the fit warns and uses
+    ``rate_estimate="mixture"``, and for other losses (squared error, a transformed loss) set
+    ``rate_estimate="mixture"`` yourself. Measured on real training traces in
+    ``benchmarks/results/detector_quality.md``.
+
+    EM to convergence (``max_iter=1000, tol=1e-6``) and the ``"kmeans"`` start are there to
+    opt into; on real training-loss traces they fit the losses better (higher likelihood) but
+    estimated the noise rate and p(noisy) worse than the ten-iteration schedule, so they are
+    not the default (``benchmarks/results/detector_quality_mixture_fits.md``).
 
     Parameters
     ----------
@@ -323,7 +347,7 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         samples at once and end with the higher mean; it is then called noisy, and the bulk
         of the samples clean: on a Fashion-MNIST run at 80% noise this read p(noisy) = 0.26
         on average where 72% were wrong. Over the real traces of
-        ``benchmarks/results/detector_quality.md`` anchoring gave better mean Brier scores
+        ``benchmarks/results/detector_quality_mixture_fits.md`` anchoring gave better mean Brier scores
         and noise-rate estimates than the plain fit (not on every trace); where no component
         tries to pile up at the wrong end it is the paper's fit.
     warm_start : bool, default=False
@@ -344,6 +368,20 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
     monotone : {"reflect", "hold"} or bool, default="reflect"
         How p(noisy) is kept increasing in the loss over the whole range (see
         ``predict_proba``); ``False`` gives the mixture's raw posterior.
+    rate_estimate : {"log-odds", "mixture"}, default="log-odds"
+        Where the noise rate comes from. ``"log-odds"``: the count described above, which
+        also scales p(noisy) and sets what ``predict`` flags. ``"mixture"``: the mean p(noisy)
+        of the mixture, whose posterior is used as it is and ``predict`` is p(noisy) > 0.5 (the
+        paper's reading, and lnc's default before).
+    min_separation : float, default=2.5
+        With ``"log-odds"``: how far apart (Ashman's D) the group of disbelieved labels must
+        stand from the rest to count as noise.
+    n_bootstrap : int, default=0
+        With ``"log-odds"``: resamples of the training values for ``noise_rate_interval_`` and
+        ``noise_evidence_`` (0: none). About 5 ms each (per label, with labels), whatever the
+        number of values; the resamples are drawn from the binned log-odds.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the bootstrap.
 
     Attributes
     ----------
@@ -360,6 +398,33 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         normalised scale (not a bound: EM's last step, as the reference runs it).
     n_fit_samples_ : int
         Values inside the bounds, which the mixture was fitted on.
+    noise_rate_ : float
+        The estimated fraction of wrong labels among the training values (0: little or no
+        noise found).
+    noise_separation_ : float
+        How clearly the disbelieved group stands apart (Ashman's D; NaN with ``"mixture"``).
+        Noise is reported from ``min_separation`` on; values well above it (4 and more on the
+        benchmark traces) mean a clear group.
+    noise_rate_interval_ : (float, float) or None
+        The 5th and 95th percentiles of the rate over the bootstrap resamples (None without).
+    noise_evidence_ : float or None
+        The share of bootstrap resamples that found noise (None without).
+    threshold_ : float or None
+        The value from which ``predict`` flags a sample (a loss: at or above it; a confidence:
+        at or below); ``inf`` (``-inf``) when nothing is flagged; None with ``"mixture"``.
+    log_odds_shift_ : float
+        The constant added to the mixture's log-odds (0 with ``"mixture"``).
+    rate_estimate_used_ : str
+        ``rate_estimate``, or ``"mixture"`` where the values could not be read as
+        cross-entropy and the fit fell back to it.
+    noise_from_mixture_ : float or None
+        With ``"log-odds"``: the share of samples whose count is the mixture's (their label's
+        samples mostly disbelieved); None with ``"mixture"``.
+    labels_seen_, label_noise_rates_, label_thresholds_, label_log_odds_shifts_ : ndarray or None
+        After a fit with labels: the labels with 200 samples or more, and per label (one more
+        entry at the end for the smaller labels together, where there are any) its rate, its
+        threshold and its log-odds constant, used by ``predict(X, y)`` and
+        ``predict_proba(X, y)``; None after a fit without labels.
     n_features_in_ : int
         Always 1.
 
@@ -371,6 +436,11 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
     >>> detector = BetaMixtureNoiseDetector().fit(losses)
     >>> detector.predict([0.05, 3.0])
     array([0, 1])
+    >>> round(detector.noise_rate_, 2), int(detector.predict(losses).sum())
+    (0.2, 198)
+    >>> clean_only = BetaMixtureNoiseDetector().fit(losses[:800])
+    >>> clean_only.noise_rate_, int(clean_only.predict(losses[:800]).sum())
+    (0.0, 0)
     >>> p = detector.predict_proba(np.sort(losses))[:, 1]
     >>> bool(np.all(np.diff(p) >= 0))
     True
@@ -383,6 +453,7 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         "init_params": [StrOptions({"fixed", "kmeans"})],
         "anchored": ["boolean"],
         "warm_start": ["boolean"],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -397,10 +468,21 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         percentiles=(5, 95),
         clip_eps=1e-4,
         monotone="reflect",
+        rate_estimate="log-odds",
+        min_separation=2.5,
+        n_bootstrap=0,
+        random_state=None,
     ):
         super().__init__(
-            input_type=input_type, percentiles=percentiles, clip_eps=clip_eps, monotone=monotone
+            input_type=input_type,
+            percentiles=percentiles,
+            clip_eps=clip_eps,
+            monotone=monotone,
+            rate_estimate=rate_estimate,
+            min_separation=min_separation,
+            n_bootstrap=n_bootstrap,
         )
+        self.random_state = random_state
         self.max_iter = max_iter
         self.tol = tol
         self.init_params = init_params

@@ -189,7 +189,11 @@ def build_parser():
     parser.add_argument("--noise-mask-column", help="the true 0/1 'is mislabelled' flag, for experiments")
     parser.add_argument("--detector", choices=("beta", "gaussian"), default="beta",
                         help="the Beta mixture (default) or the Gaussian-mixture baseline")
-    parser.add_argument("--threshold", type=float, default=0.5, help="flag samples with p_noisy above this (default 0.5)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="flag samples with p_noisy above this (default: flag the estimated number of wrong "
+                             "labels, the noisiest first)")
+    parser.add_argument("--bootstrap", type=int, default=100, metavar="N",
+                        help="bootstrap resamples for the noise rate's 90%% interval (default 100; 0: none)")
     parser.add_argument("--output", "-o", help="write the report here (.csv or .parquet)")
     parser.add_argument("--sort", action="store_true", help="write the rows most suspect first (default: input order)")
     parser.add_argument("--plot", help="write the loss histogram with the fitted mixture here (.png)")
@@ -211,8 +215,10 @@ def run(args):
                 import matplotlib  # noqa: F401
             except ImportError:
                 raise InputError(f'--{option.replace("_", "-")} needs matplotlib: pip install "lnc[plot]"') from None
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.bootstrap < 0:
+        raise InputError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
     column = args.column or args.input_type
     frame = read_table(args.input, default_column=column)
     source = Path(args.input).name
@@ -227,11 +233,11 @@ def run(args):
     }
     optional = {key: value for key, value in optional.items() if value is not None}
     if args.detector == "beta":
-        detector = BetaMixtureNoiseDetector(input_type=args.input_type)
+        detector = BetaMixtureNoiseDetector(input_type=args.input_type, n_bootstrap=args.bootstrap, random_state=0)
     else:
-        detector = GaussianMixtureNoiseDetector(input_type=args.input_type, random_state=0)
+        detector = GaussianMixtureNoiseDetector(input_type=args.input_type, random_state=0, n_bootstrap=args.bootstrap)
     try:
-        detector.fit(values)
+        detector.fit(values, optional.get("labels"))  # with labels: the count within each label
     except ValueError as error:
         raise InputError(f"cannot fit the detector on column {column!r} of {source}: {error}") from None
     report = noise_report(values, detector, threshold=args.threshold, sort=args.sort, **optional)

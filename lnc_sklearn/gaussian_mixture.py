@@ -1,4 +1,4 @@
-"""Two-component Gaussian mixture baseline, with DivideMix's settings by default."""
+"""Two-component Gaussian mixture baseline, with DivideMix's settings (and lnc's noise count)."""
 
 import numbers
 
@@ -17,7 +17,9 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
     The baseline the paper compares against, and DivideMix's detector (Li et al., ICLR
     2020): scikit-learn's ``GaussianMixture`` with two components on min-max normalised
     losses; the component with the higher mean is "noisy". Same interface as
-    ``BetaMixtureNoiseDetector``.
+    ``BetaMixtureNoiseDetector``, including its noise count (``rate_estimate="log-odds"``,
+    ``noise_rate_``, the scaled p(noisy) and count-based ``predict``);
+    ``rate_estimate="mixture"`` is DivideMix's reading exactly.
 
     Parameters
     ----------
@@ -37,12 +39,19 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
     monotone : {"reflect", "hold"} or bool, default="reflect"
         Keep p(noisy) increasing in the loss (the Gaussian posterior's log-odds is a
         parabola, so it turns at most once); see ``BetaMixtureNoiseDetector``.
+    rate_estimate : {"log-odds", "mixture"}, default="log-odds"
+    min_separation : float, default=2.5
+    n_bootstrap : int, default=0
+        As in ``BetaMixtureNoiseDetector``; the bootstrap is seeded by ``random_state``.
 
     Attributes
     ----------
     means_, variances_, weights_ : ndarray of shape (2,)
         Ordered (clean, noisy), on the normalised scale.
     bounds_, n_iter_, converged_, log_likelihood_, n_fit_samples_, n_features_in_
+        As in ``BetaMixtureNoiseDetector``.
+    noise_rate_, noise_separation_, noise_rate_interval_, noise_evidence_, threshold_, \
+    log_odds_shift_, rate_estimate_used_
         As in ``BetaMixtureNoiseDetector``.
     gaussian_mixture_ : GaussianMixture
         The fitted scikit-learn model (its components in its own order).
@@ -80,9 +89,18 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
         percentiles=(0, 100),
         clip_eps=0.0,
         monotone="reflect",
+        rate_estimate="log-odds",
+        min_separation=2.5,
+        n_bootstrap=0,
     ):
         super().__init__(
-            input_type=input_type, percentiles=percentiles, clip_eps=clip_eps, monotone=monotone
+            input_type=input_type,
+            percentiles=percentiles,
+            clip_eps=clip_eps,
+            monotone=monotone,
+            rate_estimate=rate_estimate,
+            min_separation=min_separation,
+            n_bootstrap=n_bootstrap,
         )
         self.max_iter = max_iter
         self.tol = tol

@@ -43,7 +43,7 @@ def _encode(value, where):
         }
         return {"estimator": name, "params": params, "fitted": fitted}
     if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
+        if value.dtype.kind not in "biufU":
             raise TypeError(f"{where}: cannot save an array of dtype {value.dtype}")
         return {"ndarray": value.ravel().tolist(), "dtype": value.dtype.str, "shape": list(value.shape)}
     if isinstance(value, (bool, np.bool_)):
@@ -72,6 +72,9 @@ def _decode(value, where):
             # saved before anchoring had a parameter of its own: only "anchored" anchored
             params["anchored"] = params.get("init_params") == "anchored"
             params["init_params"] = {"paper": "fixed", "anchored": "fixed"}.get(params.get("init_params"), params.get("init_params"))
+        if "rate_estimate" not in params:
+            # saved before the log-odds noise count: p(noisy) and the rate were the mixture's
+            params["rate_estimate"] = "mixture"
         if "lower_bound_" in fitted:  # saved before the attribute was renamed
             fitted["log_likelihood_"] = fitted.pop("lower_bound_")
         estimator = cls(**params)
@@ -80,7 +83,7 @@ def _decode(value, where):
         return estimator
     if "ndarray" in value:
         dtype = np.dtype(value["dtype"])
-        if dtype.kind not in "biuf":
+        if dtype.kind not in "biufU":
             raise ValueError(f"{where}: arrays of dtype {dtype} are not accepted")
         return np.asarray(value["ndarray"], dtype=dtype).reshape(value["shape"])
     if "tuple" in value:

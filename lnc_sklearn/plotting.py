@@ -169,11 +169,13 @@ def plot_posterior(detector, values=None, *, threshold=0.5, ax=None, path=None, 
 
 
 def plot_history(history, *, true_noise_fraction=None, ax=None, path=None, figsize=(6.4, 4)):
-    """Estimated noise fraction, and ROC-AUC where known, against the epoch.
+    """Estimated noise rate, and ROC-AUC where known, against the epoch.
 
     ``history`` is a DataFrame with columns ``epoch`` and ``noise_fraction`` and optionally
-    ``auc``, as ``DynamicBootstrapMixUp.history`` gives. ``true_noise_fraction`` draws the
-    true rate as a horizontal line.
+    ``noise_rate`` and ``auc``, as ``DynamicBootstrapMixUp.history`` gives: ``noise_rate`` (the
+    log-odds count) is drawn as "estimated noise rate" and ``noise_fraction`` (the mean p(noisy)
+    the training weights come from) dashed beside it; a history without ``noise_rate`` draws
+    ``noise_fraction`` alone. ``true_noise_fraction`` draws the true rate as a horizontal line.
     """
     missing = [c for c in ("epoch", "noise_fraction") if c not in getattr(history, "columns", ())]
     if missing:
@@ -181,7 +183,13 @@ def plot_history(history, *, true_noise_fraction=None, ax=None, path=None, figsi
     if len(history) == 0:
         raise ValueError("history is empty: no epoch has been tracked")
     fig, ax = _axes(ax, figsize)
-    ax.plot(history["epoch"], history["noise_fraction"], marker="o", ms=3, color=NOISY_COLOUR, label="estimated noise fraction")
+    if "noise_rate" in history.columns:
+        ax.plot(history["epoch"], history["noise_rate"], marker="o", ms=3, color=NOISY_COLOUR, label="estimated noise rate")
+        ax.plot(history["epoch"], history["noise_fraction"], ls="--", lw=1, color=NOISY_COLOUR,
+                label="mean p(noisy) (training weights)")
+    else:
+        ax.plot(history["epoch"], history["noise_fraction"], marker="o", ms=3, color=NOISY_COLOUR,
+                label="estimated noise fraction")
     if "auc" in history.columns and history["auc"].notna().any():
         ax.plot(history["epoch"], history["auc"], marker="s", ms=3, color=CLEAN_COLOUR, label="ROC-AUC (true mask)")
     if true_noise_fraction is not None:

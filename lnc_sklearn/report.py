@@ -16,7 +16,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["noise_report", "report_from_probabilities", "noise_summary", "NoiseSummary"]
+__all__ = ["noise_report", "report_from_probabilities", "noise_estimate", "noise_summary", "NoiseSummary"]
 
 
 def _vector(name, values, n=None, *, numeric=True):
@@ -54,7 +54,7 @@ def noise_report(
     class_names=None,
     p_noisy_history=None,
     noise_mask=None,
-    threshold=0.5,
+    threshold=None,
     sort=False,
 ):
     """One row per sample: is its label wrong, how likely, and what the model thinks instead.
@@ -66,10 +66,11 @@ def noise_report(
         in the given label). Must be finite.
     detector : fitted or unfitted noise detector, optional
         Anything with ``predict_proba`` whose column 1 is p(noisy). A fitted one is used as it
-        is; an unfitted one is cloned and fitted on ``values`` (the argument is not changed);
-        None fits a default ``BetaMixtureNoiseDetector``.
+        is; an unfitted one is cloned and fitted on ``values`` (and ``labels``, when given; the
+        argument is not changed); None fits a default ``BetaMixtureNoiseDetector``.
     labels : array-like of shape (n_samples,), optional
-        The given (possibly wrong) labels.
+        The given (possibly wrong) labels. lnc's detectors fitted with them (as this function
+        fits them) count the wrong labels within each label, and flag and scale per label.
     pred_probs : array-like of shape (n_samples, n_classes), optional
         Predicted class probabilities; their argmax is ``predicted_label`` (unless
         ``predicted_labels`` is given), and with ``labels`` the probability of the given label
@@ -85,8 +86,11 @@ def noise_report(
         ``epochs_flagged`` (the fraction of epochs in which the sample was flagged).
     noise_mask : array-like of bool, optional
         The true "is mislabelled" flag, for experiments: the ``noise_mask`` column.
-    threshold : float, default=0.5
-        ``is_noisy`` is ``p_noisy > threshold``.
+    threshold : float, optional
+        ``is_noisy`` is ``p_noisy > threshold``. By default it is the detector's ``predict``: for
+        lnc's detectors with their default ``rate_estimate="log-odds"``, the
+        ``round(noise_rate_ * n)`` noisiest samples (none where no noise was found); else
+        ``p_noisy > 0.5``.
     sort : bool, default=False
         Return the rows by rank (most suspect first) instead of input order. The index is the
         sample's position in the input either way.
@@ -94,7 +98,9 @@ def noise_report(
     Returns
     -------
     pandas.DataFrame
-        See :func:`report_from_probabilities` for the columns.
+        See :func:`report_from_probabilities` for the columns. ``report.attrs["noise_estimate"]``
+        holds the detector's count (``noise_rate``, and where it has them ``noise_separation``,
+        ``noise_rate_interval``, ``noise_evidence``), which :func:`noise_summary` prints.
 
     Examples
     --------
@@ -117,14 +123,23 @@ def noise_report(
         detector = BetaMixtureNoiseDetector()
     if not hasattr(detector, "predict_proba"):
         raise TypeError(f"detector must have predict_proba; got {type(detector).__name__}")
+    y = None if labels is None else _vector("labels", labels, values.size, numeric=False)
     try:
         check_is_fitted(detector)
     except NotFittedError:
-        detector = clone(detector).fit(values.reshape(-1, 1))
-    p_noisy = np.asarray(detector.predict_proba(values.reshape(-1, 1)))[:, 1]
+        detector = clone(detector).fit(values.reshape(-1, 1), y)
+    # lnc's detectors count within each label when they were fitted with labels
+    by_label = y is not None and getattr(detector, "labels_seen_", None) is not None
+    extra = {"y": y} if by_label else {}
+    p_noisy = np.asarray(detector.predict_proba(values.reshape(-1, 1), **extra))[:, 1]
+    flags = None
+    if threshold is None and hasattr(detector, "predict"):
+        flags = np.asarray(detector.predict(values.reshape(-1, 1), **extra)).astype(bool)
     return report_from_probabilities(
         values,
         p_noisy,
+        is_noisy=flags,
+        noise_estimate=noise_estimate(detector, p_noisy),
         input_type=getattr(detector, "input_type", "loss"),
         labels=labels,
         pred_probs=pred_probs,
@@ -138,10 +153,30 @@ def noise_report(
     )
 
 
+def noise_estimate(detector, p_noisy=None):
+    """The detector's count as a dict: ``noise_rate`` (``noise_rate_``, else the mean of
+    ``p_noisy``) and, where the detector has them, ``noise_separation``, ``min_separation``,
+    ``noise_from_mixture``, ``noise_rate_interval`` and ``noise_evidence``."""
+    rate = getattr(detector, "noise_rate_", None)
+    if rate is None:
+        rate = float(np.nanmean(p_noisy)) if p_noisy is not None and np.isfinite(p_noisy).any() else float("nan")
+    estimate = {"noise_rate": float(rate)}
+    if getattr(detector, "rate_estimate_used_", None) == "log-odds":
+        estimate["noise_separation"] = float(detector.noise_separation_)
+        estimate["min_separation"] = float(detector.min_separation)
+        estimate["noise_from_mixture"] = float(detector.noise_from_mixture_)
+        if detector.noise_rate_interval_ is not None:
+            estimate["noise_rate_interval"] = tuple(detector.noise_rate_interval_)
+            estimate["noise_evidence"] = detector.noise_evidence_
+    return estimate
+
+
 def report_from_probabilities(
     values,
     p_noisy,
     *,
+    is_noisy=None,
+    noise_estimate=None,
     input_type="loss",
     labels=None,
     pred_probs=None,
@@ -150,7 +185,7 @@ def report_from_probabilities(
     class_names=None,
     p_noisy_history=None,
     noise_mask=None,
-    threshold=0.5,
+    threshold=None,
     sort=False,
 ):
     """The report of :func:`noise_report` from probabilities already computed.
@@ -166,17 +201,24 @@ def report_from_probabilities(
       confidences are probabilities (else NaN).
     - [``given_label_probability``]: the predicted probability of the given label, cleanlab's
       default label-quality score.
-    - ``p_noisy``: the detector's probability that the label is wrong; ``is_noisy``: above
-      ``threshold``.
+    - ``p_noisy``: the detector's probability that the label is wrong; ``is_noisy``: the flags
+      given as ``is_noisy`` (a detector's ``predict``), else ``p_noisy`` above ``threshold``
+      (default 0.5).
     - ``label_quality`` (``1 - p_noisy``) and ``is_label_issue`` (``is_noisy``): cleanlab's
       names, so code written against cleanlab's tables reads these too.
     - ``rank``: 1 is the most suspect; by ``p_noisy``, ties broken by the loss (the higher the
       more suspect), then by position.
     - [``mean_p_noisy``, ``epochs_flagged``]: from ``p_noisy_history``.
     - [``noise_mask``]: from ``noise_mask``.
+
+    ``noise_estimate`` (a dict, see :func:`noise_estimate`) is kept as
+    ``report.attrs["noise_estimate"]``; without it the estimated rate is the mean ``p_noisy``.
     """
     if input_type not in ("loss", "confidence"):
         raise ValueError(f"input_type must be 'loss' or 'confidence', got {input_type!r}")
+    if is_noisy is not None and threshold is not None:
+        raise ValueError("give is_noisy (the flags) or threshold (flag p_noisy above it), not both")
+    threshold = 0.5 if threshold is None else threshold
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
     values = _vector("values", values).astype(np.float64)
@@ -203,7 +245,10 @@ def report_from_probabilities(
         columns["confidence"] = values
     if pred_probs is not None and labels is not None:
         columns["given_label_probability"] = _given_label_probability(pred_probs, given)
-    flagged = p_noisy > threshold  # NaN compares False: not flagged
+    if is_noisy is not None:
+        flagged = _vector("is_noisy", is_noisy, n).astype(bool)
+    else:
+        flagged = p_noisy > threshold  # NaN compares False: not flagged
     columns.update(
         p_noisy=p_noisy,
         is_noisy=flagged,
@@ -218,11 +263,15 @@ def report_from_probabilities(
                 f"p_noisy_history must have shape (n_epochs, {n}); got {history.shape}"
             )
         columns["mean_p_noisy"] = history.mean(axis=0)
-        columns["epochs_flagged"] = (history > threshold).mean(axis=0)
+        columns["epochs_flagged"] = (history > threshold).mean(axis=0)  # p_noisy > 0.5 unless told
     if noise_mask is not None:
         columns["noise_mask"] = _vector("noise_mask", noise_mask, n).astype(bool)
     report = pd.DataFrame(columns)
-    return report.sort_values("rank") if sort else report
+    if sort:
+        report = report.sort_values("rank")
+    if noise_estimate is not None:
+        report.attrs["noise_estimate"] = dict(noise_estimate)
+    return report
 
 
 def _labels_column(name, labels, n):
@@ -282,8 +331,8 @@ class NoiseSummary:
     ----------
     n_samples : int
     noise_fraction : float
-        Estimated fraction of wrong labels: the mean p_noisy (the mixture's estimate of the
-        noise rate, not a count of flags).
+        Estimated fraction of wrong labels: the detector's ``noise_rate_`` where the report
+        has it (``report.attrs["noise_estimate"]``), else the mean p_noisy.
     n_flagged : int
         Samples with ``is_noisy``.
     true_noise_fraction : float or None
@@ -295,6 +344,17 @@ class NoiseSummary:
         Among flagged samples whose prediction differs from their label: ``given_label``,
         ``predicted_label`` (and their class names when the report has them), ``n_suspects``
         and ``mean_p_noisy``, most frequent first.
+    separation : float or None
+        How clearly the wrong labels stand apart from the rest (the detector's
+        ``noise_separation_``; noise is reported from ``min_separation`` on).
+    min_separation : float or None
+    noise_rate_interval : (float, float) or None
+        A 90% bootstrap interval of the rate, where the detector computed one.
+    evidence : float or None
+        The share of bootstrap resamples that found a noisy group, where computed.
+    from_mixture : float or None
+        The share of samples whose count fell back to the mixture's rate (their label's
+        samples mostly disbelieved, with no group standing apart).
     """
 
     n_samples: int
@@ -303,12 +363,46 @@ class NoiseSummary:
     true_noise_fraction: float | None
     per_class: pd.DataFrame
     confused_pairs: pd.DataFrame
+    separation: float | None = None
+    min_separation: float | None = None
+    noise_rate_interval: tuple | None = None
+    evidence: float | None = None
+    from_mixture: float | None = None
+
+    @property
+    def verdict(self):
+        """One sentence: is there noise to act on."""
+        if self.separation is None:
+            return f"estimated noise rate {self.noise_fraction:.3f} (the mixture's mean p(noisy))"
+        if self.from_mixture:
+            share = "all samples" if self.from_mixture == 1 else f"{self.from_mixture:.0%} of the samples"
+            return (
+                f"estimated noise rate {self.noise_fraction:.3f}, for {share} from the mixture: the network gives "
+                "most of their labels less than even odds (early in training, or heavy noise) and no group stands "
+                "apart, so the losses cannot count; the mixture's rate over-estimates on clean labels"
+            )
+        if self.noise_fraction == 0:
+            return (
+                f"little or no label noise found: no group of samples stands apart whose labels the network "
+                f"disbelieves (separation {self.separation:.2f}, below {self.min_separation:g})"
+            )
+        return (
+            f"estimated noise rate {self.noise_fraction:.3f}: a group of samples whose labels the network "
+            f"disbelieves stands apart (separation {self.separation:.2f})"
+        )
 
     def __str__(self):
+        interval = ""
+        if self.noise_rate_interval is not None:
+            low, high = self.noise_rate_interval
+            interval = f", 90% interval [{low:.3f}, {high:.3f}]"
+            if self.evidence is not None:
+                interval += f", noise found in {self.evidence:.0%} of bootstrap resamples"
         lines = [
-            f"{self.n_samples} samples; estimated noise fraction {self.noise_fraction:.3f}"
+            f"{self.n_samples} samples; estimated noise fraction {self.noise_fraction:.3f}{interval}"
             + ("" if self.true_noise_fraction is None else f" (true {self.true_noise_fraction:.3f})")
             + f"; {self.n_flagged} flagged",
+            self.verdict,
         ]
         if len(self.per_class):
             lines += ["", "per given class:", self.per_class.to_string(float_format="{:.3f}".format)]
@@ -366,9 +460,16 @@ def noise_summary(report, top=10):
             pairs.insert(3, "predicted_class", pairs["predicted_label"].map(names))
     else:
         pairs = pd.DataFrame(columns=pair_columns)
+    estimate = report.attrs.get("noise_estimate") or {}
+    interval = estimate.get("noise_rate_interval")
     return NoiseSummary(
         n_samples=len(report),
-        noise_fraction=float(report["p_noisy"].mean()),
+        noise_fraction=float(estimate.get("noise_rate", report["p_noisy"].mean())),
+        separation=estimate.get("noise_separation"),
+        min_separation=estimate.get("min_separation"),
+        noise_rate_interval=None if interval is None else tuple(interval),
+        evidence=estimate.get("noise_evidence"),
+        from_mixture=estimate.get("noise_from_mixture"),
         n_flagged=int(report["is_noisy"].sum()),
         true_noise_fraction=None if truth is None else float(truth.mean()),
         per_class=per_class,

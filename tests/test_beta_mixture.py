@@ -17,7 +17,9 @@ from lnc_sklearn.beta_mixture import (
 )
 from lnc_sklearn.normalization import percentile_bounds, to_unit_interval
 
-PAPER = dict(max_iter=10, tol=0, anchored=False)
+PAPER = dict(max_iter=10, tol=0, anchored=False, rate_estimate="mixture")
+# The mixture's own reading of p(noisy), for tests of the mixture rather than the count.
+MIXTURE = dict(rate_estimate="mixture")
 CONVERGED = dict(max_iter=1000, tol=1e-6)
 
 
@@ -126,7 +128,7 @@ def test_anchoring_keeps_noisy_the_noisy_component_on_real_losses():
     losses = data["losses"].astype(np.float64)
     changed = np.unpackbits(data["changed"])[: int(data["n"])]
     paper = BetaMixtureNoiseDetector(**PAPER).fit(losses)
-    anchored = BetaMixtureNoiseDetector().fit(losses)
+    anchored = BetaMixtureNoiseDetector(**MIXTURE).fit(losses)
     assert paper.alphas_[1] < 1 and paper.betas_[1] < 1  # U-shaped, and "noisy" by its mean
     assert anchored.betas_[0] >= 1 and anchored.alphas_[1] >= 1
     p_paper, p_anchored = (d.predict_proba(losses)[:, 1] for d in (paper, anchored))
@@ -178,7 +180,7 @@ def test_posterior_is_monotone_in_the_loss_on_real_losses(detector_class, digits
 
 
 def _detector_with(alphas, betas, weights=(0.5, 0.5)):
-    detector = BetaMixtureNoiseDetector(max_iter=1, tol=0, percentiles=(0, 100))
+    detector = BetaMixtureNoiseDetector(max_iter=1, tol=0, percentiles=(0, 100), **MIXTURE)
     detector.fit(np.linspace(0, 1, 100))
     detector.alphas_, detector.betas_ = np.asarray(alphas, float), np.asarray(betas, float)
     detector.weights_ = np.asarray(weights, float)
@@ -233,13 +235,13 @@ def test_monotone_fix_at_the_noisy_end():
 
 def test_confidence_input_is_the_mirror_of_loss_input():
     losses = _synthetic()
-    from_loss = BetaMixtureNoiseDetector().fit(losses)
-    from_confidence = BetaMixtureNoiseDetector(input_type="confidence").fit(-losses)
+    from_loss = BetaMixtureNoiseDetector(**MIXTURE).fit(losses)
+    from_confidence = BetaMixtureNoiseDetector(input_type="confidence", **MIXTURE).fit(-losses)
     np.testing.assert_allclose(
         from_confidence.predict_proba(-losses), from_loss.predict_proba(losses), atol=1e-9
     )
     confidences = np.exp(-losses)
-    p = BetaMixtureNoiseDetector(input_type="confidence").fit(confidences)
+    p = BetaMixtureNoiseDetector(input_type="confidence", **MIXTURE).fit(confidences)
     noisy = p.predict_proba(np.sort(confidences))[:, 1]
     assert np.all(np.diff(noisy) <= 0)
 
@@ -314,7 +316,7 @@ def test_scores_and_information_criteria():
 
 def test_predict_and_fit_predict_agree_with_predict_proba():
     losses = _synthetic()
-    detector = BetaMixtureNoiseDetector()
+    detector = BetaMixtureNoiseDetector(**MIXTURE)
     labels = detector.fit_predict(losses)
     np.testing.assert_array_equal(labels, detector.predict_proba(losses).argmax(axis=1))
     assert set(np.unique(labels)) == {0, 1}
@@ -345,7 +347,7 @@ def test_mostly_tied_input_falls_back_to_the_full_range():
 def test_two_distinct_values_give_a_valid_fit_with_a_warning():
     values = np.r_[np.zeros(60), np.ones(40)]
     with pytest.warns(DegenerateFitWarning):
-        detector = BetaMixtureNoiseDetector().fit(values)
+        detector = BetaMixtureNoiseDetector(**MIXTURE).fit(values)
     _check_outputs_finite(detector, values)
     assert detector.predict([0.0, 1.0]).tolist() == [0, 1]
 

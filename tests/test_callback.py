@@ -30,6 +30,7 @@ from lnc_fastai.batches import eval_mode, mix_inputs
 from lnc_fastai.schedule import epochs_of as _epochs
 from lnc_fastai.losses import sharpening_temperature
 from lnc_sklearn import BetaMixtureNoiseDetector
+from lnc_sklearn.noise_rate import count_noise
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
 
@@ -205,11 +206,23 @@ def test_refits_detector_every_epoch_and_shows_noise_columns():
     assert list(history["epoch"]) == [0, 1, 2, 3]
     assert history[["alphas_0", "alphas_1", "betas_0", "betas_1"]].drop_duplicates().shape[0] == 4
     assert history["noise_fraction"].between(0, 1).all() and history["auc"].between(0, 1).all()
+    assert history["noise_rate"].between(0, 1).all()
+    # The count is the log-odds estimate on the epoch's losses within each given label, not the
+    # weights' mean p(noisy).
+    losses, labels = cb.per_sample_losses()[:2]
+    count = count_noise(losses, labels, cb.p_noisy_)
+    assert history["noise_separation"].iloc[-1] == pytest.approx(count["separation"])
+    assert history["noise_rate"].iloc[-1] == pytest.approx(count["rate"], abs=1e-6)
+    assert history["noise_from_mixture"].iloc[-1] == count["from_mixture"]
+    np.testing.assert_array_equal(cb.noise_flags_, count["flags"])
+    # where the whole count fell back (the network disbelieving most labels), it is the mean p(noisy)
+    fell_back = history["noise_from_mixture"] == 1
+    np.testing.assert_allclose(history.loc[fell_back, "noise_rate"], history.loc[fell_back, "noise_fraction"])
     assert cb.warmup_epochs == 2
     names = list(learn.recorder.metric_names)
-    assert "noise_frac" in names and "noise_auc" in names
-    logged = np.array([row[names.index("noise_frac") - 1] for row in learn.recorder.values])
-    np.testing.assert_allclose(logged, history["noise_fraction"])
+    assert "noise_rate" in names and "noise_auc" in names
+    logged = np.array([row[names.index("noise_rate") - 1] for row in learn.recorder.values])
+    np.testing.assert_allclose(logged, history["noise_rate"], rtol=1e-6)
     # The detector learned something: mislabelled samples are more suspect than the rest.
     assert history["auc"].iloc[-1] > 0.7
 
@@ -223,7 +236,13 @@ def test_report_one_row_per_sample_in_dataset_order():
     assert len(report) == N_TRAIN and list(report["item"]) == list(range(N_TRAIN))
     assert {"given_label", "predicted_label", "loss", "p_noisy", "is_noisy", "noise_mask"} <= set(report.columns)
     np.testing.assert_array_equal(report["given_label"], noisy[:N_TRAIN].numpy())
-    np.testing.assert_array_equal(report["is_noisy"], report["p_noisy"] > 0.5)
+    # is_noisy flags the history's count, within each given label the highest losses first
+    assert report["is_noisy"].sum() >= round(cb.history["noise_rate"].iloc[-1] * N_TRAIN) - report["given_label"].nunique()
+    for _, part in report.groupby("given_label"):
+        if part["is_noisy"].any() and not part["is_noisy"].all():
+            assert part.loc[part["is_noisy"], "loss"].min() >= part.loc[~part["is_noisy"], "loss"].max()
+    assert report.attrs["noise_estimate"]["noise_rate"] == cb.history["noise_rate"].iloc[-1]
+    np.testing.assert_array_equal(cb.report(threshold=0.5)["is_noisy"], report["p_noisy"] > 0.5)
     expected = cb.detector_.predict_proba(report["loss"].to_numpy().reshape(-1, 1))[:, 1]
     np.testing.assert_allclose(report["p_noisy"], expected)
 

@@ -38,3 +38,28 @@ def test_rows_score_each_method_against_the_mask():
     shuffled = np.random.default_rng(1).permutation(changed)
     for row in evaluate_epoch(losses, probs, given, shuffled):
         assert abs(row["AUC"] - 0.5) < 0.1, row
+
+
+def test_detector_quality_benchmark_runs_and_judges(tmp_path):
+    """benchmarks/detector_quality.py on a tiny two-epoch trace: it scores every detector, adds
+    cleanlab's count, and prints the issue's checks."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    losses, probs, given, changed = _epoch(n=600)
+    # true_labels is read on the clean samples only (their accuracy), where it is the given label
+    np.savez(tmp_path / "toy_cnn_sym40_s0.npz", losses=np.stack([losses, losses * 0.9]).astype(np.float32),
+             probs=np.stack([probs, probs]), noisy_labels=given, true_labels=given, noise_mask=changed)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "LNC_RESULTS_DIR": str(tmp_path / "results")}
+    out = subprocess.run([sys.executable, str(repo / "benchmarks" / "detector_quality.py"), str(tmp_path / "toy_cnn_sym40_s0.npz"),
+                          "--no-digits", "--out-name", "toy"], capture_output=True, text=True, env=env, timeout=300, check=True).stdout
+    assert "The detector issue's checks" in out and "35% wrong or more" in out
+    table = json.loads((tmp_path / "results" / "toy.json").read_text())["table"]
+    columns, rows = table["columns"], table["data"]
+    assert len(rows) == 2 and "cleanlab rate" in columns and "rate lnc default, given labels" in columns
+    row = dict(zip(columns, rows[0]))
+    assert row["true rate"] == pytest.approx(round(changed.mean(), 4)) and 0 <= row["rate lnc default"] <= 1

@@ -25,7 +25,7 @@ def test_detect_digits_main_job():
 @pytest.mark.filterwarnings("ignore")
 def test_sklearn_pipeline_and_grid_search():
     out = _run("sklearn_pipeline.py")
-    assert "Pipeline(log1p, Beta mixture)" in out and "GridSearchCV best" in out
+    assert "Pipeline(-log, Beta mixture)" in out and "estimated noise" in out and "GridSearchCV best" in out
 
 
 def test_noise_report_writes_reports_and_figures(tmp_path):

@@ -51,7 +51,7 @@ def test_mixture_and_history_plots_from_the_callback(tmp_path):
     assert {"clean component", "noisy component", "mixture"} <= {line.get_label() for line in fig.axes[0].get_lines()}
     fig = cb.plot_history()
     labels = {line.get_label() for line in fig.axes[0].get_lines()}
-    assert {"estimated noise fraction", "ROC-AUC (true mask)", "true noise fraction"} <= labels
+    assert {"estimated noise rate", "mean p(noisy) (training weights)", "ROC-AUC (true mask)", "true noise fraction"} <= labels
     assert (tmp_path / "mixture.png").read_bytes()[:8] == PNG_MAGIC
 
 

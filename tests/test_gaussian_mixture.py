@@ -18,7 +18,7 @@ def test_matches_dividemix_recipe():
     gmm = GaussianMixture(2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=0).fit(x[:, None])
     clean = gmm.means_.argmin()
     expected = gmm.predict_proba(x[:, None])[:, clean]
-    detector = GaussianMixtureNoiseDetector(random_state=0, monotone=False).fit(losses)
+    detector = GaussianMixtureNoiseDetector(random_state=0, monotone=False, rate_estimate="mixture").fit(losses)
     np.testing.assert_allclose(detector.predict_proba(losses)[:, 0], expected, atol=1e-8)
     assert detector.bounds_ == (losses.min(), losses.max())
     assert detector.means_[0] < detector.means_[1]
@@ -28,7 +28,7 @@ def test_matches_dividemix_recipe():
 def test_monotone_at_the_noisy_end():
     # A narrow noisy Gaussian falls below the broad clean one's tail: on the normalised
     # scale, with these parameters, the raw posterior peaks at x = 0.62 and falls after.
-    detector = GaussianMixtureNoiseDetector(random_state=0).fit(np.linspace(0, 1, 100))
+    detector = GaussianMixtureNoiseDetector(random_state=0, rate_estimate="mixture").fit(np.linspace(0, 1, 100))
     detector.means_, detector.variances_ = np.array([0.3, 0.6]), np.array([0.04, 0.0025])
     detector.weights_ = np.array([0.5, 0.5])
     grid = np.linspace(0, 1, 2001)
@@ -44,7 +44,7 @@ def test_monotone_at_the_noisy_end():
 
 def test_warm_start_and_scores():
     losses = _losses()
-    detector = GaussianMixtureNoiseDetector(random_state=0, warm_start=True).fit(losses)
+    detector = GaussianMixtureNoiseDetector(random_state=0, warm_start=True, rate_estimate="mixture").fit(losses)
     first = detector.gaussian_mixture_
     detector.fit(losses * 1.01)
     assert detector.gaussian_mixture_ is first
@@ -59,6 +59,6 @@ def test_warm_start_and_scores():
 
 def test_confidence_input():
     losses = _losses()
-    a = GaussianMixtureNoiseDetector(random_state=0).fit(losses).predict_proba(losses)
-    b = GaussianMixtureNoiseDetector(random_state=0, input_type="confidence").fit(-losses)
+    a = GaussianMixtureNoiseDetector(random_state=0, rate_estimate="mixture").fit(losses).predict_proba(losses)
+    b = GaussianMixtureNoiseDetector(random_state=0, input_type="confidence", rate_estimate="mixture").fit(-losses)
     np.testing.assert_allclose(b.predict_proba(-losses), a, atol=1e-8)

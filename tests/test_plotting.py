@@ -82,6 +82,10 @@ def test_history_plot_and_its_errors(tmp_path):
     np.testing.assert_array_equal(lines["estimated noise fraction"][1], history["noise_fraction"])
     np.testing.assert_array_equal(lines["ROC-AUC (true mask)"][1], history["auc"])
     assert (tmp_path / "history.png").read_bytes()[:8] == PNG_MAGIC
+    counted = history.assign(noise_rate=[0.3, 0.38, 0.4])
+    lines = _lines(plot_history(counted))
+    np.testing.assert_array_equal(lines["estimated noise rate"][1], counted["noise_rate"])
+    np.testing.assert_array_equal(lines["mean p(noisy) (training weights)"][1], counted["noise_fraction"])
     with pytest.raises(ValueError, match="missing \\['noise_fraction'\\]"):
         plot_history(pd.DataFrame({"epoch": [0]}))
     with pytest.raises(ValueError, match="empty"):

@@ -65,6 +65,7 @@ class FailsAt(BetaMixtureNoiseDetector):
     calls = 0
 
     def __init__(self, *, how="raise", at=2, **kwargs):
+        kwargs.setdefault("rate_estimate", "mixture")  # the callback's default detector's reading
         super().__init__(**kwargs)
         self.how, self.at = how, at
 

@@ -30,7 +30,13 @@ def test_rows_follow_the_input_order_with_cleanlabs_columns(digits):
     np.testing.assert_allclose(report["p_noisy"], detector.predict_proba(losses)[:, 1])
     np.testing.assert_allclose(report["label_quality"], 1 - report["p_noisy"])
     assert (report["is_label_issue"] == report["is_noisy"]).all()
-    assert (report["is_noisy"] == (report["p_noisy"] > 0.5)).all()
+    # is_noisy is the detector's count: the noise_rate_ share of samples with the highest losses
+    np.testing.assert_array_equal(report["is_noisy"], detector.predict(losses).astype(bool))
+    assert report["is_noisy"].sum() == round(detector.noise_rate_ * losses.size) > 0
+    assert report.loc[report["is_noisy"], "loss"].min() > report.loc[~report["is_noisy"], "loss"].max()
+    assert report.attrs["noise_estimate"]["noise_rate"] == detector.noise_rate_
+    with_threshold = noise_report(losses, detector, threshold=0.5)
+    assert (with_threshold["is_noisy"] == (with_threshold["p_noisy"] > 0.5)).all()
     np.testing.assert_array_equal(report["noise_mask"], changed)
 
 

@@ -1,0 +1,433 @@
+"""How many labels are wrong: the noise rate, and whether there is a noisy group at all.
+
+A two-component mixture fitted to losses always finds two components, so its weight (or the
+mean p(noisy)) reports noise where there is none: on clean labels the hard samples' long tail
+becomes the "noisy" component, and percentile normalisation stretches any data over [0, 1].
+This module answers the count on its own, from the shape of the losses on the scale where
+they have a meaning:
+
+- A cross-entropy loss ``l`` is the network's probability ``p = exp(-l)`` for the given label;
+  the estimate works on that probability's log-odds ``v = log p - log(1 - p)``, which needs no
+  normalisation. On this scale the clean samples form one hump (far right for a network that
+  fits them, near 0 for a weak one) and wrongly labelled samples, whose labels the network
+  does not believe, a hump of their own at ``v < 0``.
+- Gaussian mixtures of 2 to ``max_components`` components are fitted to ``v``; several
+  Gaussians may together describe a skewed clean hump, so a heavy clean tail needs no
+  "noisy" component to be fitted.
+- In each fit, the lowest components form a candidate noisy group when their mean log-odds
+  is below 0 (the network gives those labels less than even odds). It counts as noise only
+  when it stands apart from the rest: Ashman's D between the two groups (each taken as one
+  distribution with its mean and variance) at least ``min_separation`` (2.5; two
+  equal-weight Gaussians are bimodal from 2 on). A heavy clean tail falls off the hump
+  without a gap and stays below it; a group of wrong labels sits several spreads away.
+- The most separated group over the fits gives the rate: its components' share of the
+  samples. No separated group: rate 0, "little or no noise".
+- Classes differ in difficulty, so over all samples the clean ones form several humps and a
+  few wrong labels flipped into one class hide beside them; given the labels,
+  :func:`count_noise` counts within each label (:func:`estimate_noise_rate_by_label`).
+- The premise is a network that believes the clean labels. Where it gives most samples less
+  than even odds (early in training, heavy noise), a count of 0 would not mean "no noise" and
+  a group standing apart may be the easiest clean samples: :func:`count_noise` then takes the
+  mixture's own rate, the paper's reading.
+
+Losses below ``1e-5`` (``v`` above 11.5) are left out of the fits and counted clean: float32
+cross-entropy is quantised there (steps of 1.2e-7), which makes spikes a mixture chases. The
+log-odds are binned (512 bins) before the fits, so the cost does not grow with the data.
+Measured in ``benchmarks/results/detector_quality.md``.
+"""
+
+import numpy as np
+from scipy.special import expit
+from sklearn.utils import check_random_state
+
+__all__ = ["label_log_odds", "fit_gaussian_mixture_1d", "separation", "estimate_noise_rate",
+           "estimate_noise_rate_by_label", "bootstrap_noise_rates", "shift_to_mean", "count_threshold",
+           "label_groups", "count_noise"]
+
+#: Log-odds above which a sample is left out of the fit and counted clean (loss below 1e-5).
+SURE_CLEAN_LOG_ODDS = float(np.log((1 - 1e-5) / 1e-5))
+#: Log-odds below this are taken as this (a loss of about 60).
+LOWEST_LOG_ODDS = -60.0
+#: Labels with fewer samples than this are counted together, as one group: a mixture of up to
+#: four components on fewer values finds chance groups (seen on the digits, 180 a label).
+MIN_GROUP_SIZE = 200
+
+
+def label_log_odds(values, input_type="loss"):
+    """Log-odds ``log p - log(1 - p)`` of the probability ``p`` given to the label.
+
+    ``input_type="loss"``: ``p = exp(-loss)`` (the cross-entropy's own probability), so the
+    log-odds is ``-log(expm1(loss))``; ``"confidence"``: ``p`` is the value itself. A loss of 0
+    (or a confidence of 1) gives ``+inf``.
+
+    >>> [round(float(v), 6) + 0.0 for v in label_log_odds(np.array([np.log(2.0), np.log(4.0)]))]
+    [0.0, -1.098612]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", over="ignore"):
+        if input_type == "loss":
+            return -np.log(np.expm1(values))
+        return np.log(values) - np.log1p(-values)
+
+
+def _log_sum_exp_rows(a):
+    """``log(sum(exp(a), axis=1))`` for finite ``a`` (scipy's ``logsumexp`` costs more than
+    the sums themselves on these small arrays)."""
+    top = a.max(axis=1)
+    return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+
+
+def fit_gaussian_mixture_1d(x, n_components, *, counts=None, init=None, max_iter=200, tol=1e-6, reg_covar=1e-4):
+    """EM for a 1-D Gaussian mixture, started from ``n_components`` equal-count slices of the
+    sorted data (deterministic), or from ``init`` (``(weights, means, variances)``, as from an
+    earlier fit). ``counts`` weighs each value (a histogram's bin centres and counts fit like
+    the binned data). Returns ``(weights, means, variances, mean_log_likelihood)``.
+
+    >>> x = np.r_[np.linspace(-5, -3, 50), np.linspace(2, 4, 200)]
+    >>> w, m, v, _ = fit_gaussian_mixture_1d(x, 2)
+    >>> [round(float(a), 2) for a in w], [round(float(a), 2) for a in m]
+    ([0.2, 0.8], [-4.0, 3.0])
+    """
+    x = np.asarray(x, dtype=np.float64)
+    c = np.ones_like(x) if counts is None else np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(c[order])
+    slot = np.minimum((cum - 0.5 * c[order]) * n_components // total, n_components - 1).astype(int)
+    weights, means, variances = (np.empty(n_components) for _ in range(3))
+    for k in range(n_components if init is None else 0):
+        xs, cs = x[order][slot == k], c[order][slot == k]
+        weights[k] = max(cs.sum(), 1e-12) / total
+        means[k] = np.average(xs, weights=cs) if cs.sum() > 0 else np.median(x)
+        variances[k] = (np.average((xs - means[k]) ** 2, weights=cs) if cs.sum() > 0 else 1.0) + reg_covar
+    if init is not None:
+        weights, means, variances = (np.array(a, dtype=np.float64) for a in init)
+    previous = -np.inf
+    log_likelihood = -np.inf
+    for _ in range(max_iter):
+        diff = x[:, None] - means
+        log_p = -0.5 * (diff * diff / variances + np.log(2 * np.pi * variances)) + np.log(weights)
+        norm = _log_sum_exp_rows(log_p)
+        log_likelihood = float(c @ norm / total)
+        resp = np.exp(log_p - norm[:, None]) * c[:, None]
+        nk = resp.sum(axis=0) + 1e-12
+        weights = nk / total
+        means = (resp * x[:, None]).sum(axis=0) / nk
+        diff = x[:, None] - means
+        variances = (resp * diff * diff).sum(axis=0) / nk + reg_covar
+        if log_likelihood - previous < tol:
+            break
+        previous = log_likelihood
+    return weights, means, variances, log_likelihood
+
+
+def separation(weights, means, variances, noisy):
+    """Ashman's D between two groups of a mixture's components, each group taken as one
+    distribution with its mean and variance: ``sqrt(2) |m1 - m0| / sqrt(s0^2 + s1^2)``. Two
+    equal-weight Gaussians are bimodal from D > 2 on.
+
+    >>> round(separation([0.5, 0.5], [0.0, 3.0], [1.0, 1.0], np.array([True, False])), 2)
+    3.0
+    """
+    weights, means, variances = (np.asarray(a, dtype=np.float64) for a in (weights, means, variances))
+    moments = []
+    for group in (~noisy, noisy):
+        w = weights[group].sum()
+        m = (weights[group] * means[group]).sum() / w
+        moments.append((m, (weights[group] * (variances[group] + means[group] ** 2)).sum() / w - m * m))
+    (m0, v0), (m1, v1) = moments
+    return float(np.sqrt(2) * abs(m0 - m1) / np.sqrt(v0 + v1))
+
+
+def _binned_log_odds(values, input_type, n_bins):
+    """``(centres, counts, n_total)``: the histogram of the log-odds that the fits use (values
+    whose log-odds is above ``SURE_CLEAN_LOG_ODDS`` are not in it, only in ``n_total``)."""
+    v_all = label_log_odds(values, input_type)
+    if v_all.size == 0 or np.isnan(v_all).any():
+        raise ValueError(
+            "the noise-rate estimate needs cross-entropy losses >= 0 (or confidences in [0, 1]); "
+            "got negative losses or confidences outside [0, 1]"
+        )
+    # A loss past ~60 (or a confidence of 0) is as wrong as a label gets; the floor keeps the
+    # bins finite when a few losses are huge.
+    fit_part = np.maximum(v_all[v_all <= SURE_CLEAN_LOG_ODDS], LOWEST_LOG_ODDS)
+    if fit_part.size == 0:
+        return np.empty(0), np.empty(0), v_all.size
+    counts, edges = np.histogram(fit_part, bins=n_bins)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return centres, counts.astype(np.float64), v_all.size
+
+
+def _rate_from_bins(centres, counts, n_total, *, min_separation, max_components, max_iter, starts=None):
+    """The estimate of :func:`estimate_noise_rate` from binned log-odds; ``starts`` (the
+    ``"params"`` of an earlier result) starts each fit from that one's parameters."""
+    keep = counts > 0
+    centres, counts = centres[keep], counts[keep]
+    result = {"rate": 0.0, "separation": 0.0, "fits": [], "params": {}}
+    if counts.sum() < 10 or centres.size < 2:
+        return result
+    share = counts.sum() / n_total  # the rest is counted clean
+    best = None
+    for k in range(2, max_components + 1):
+        init = None if starts is None else starts.get(k)
+        weights, means, variances, _ = fit_gaussian_mixture_1d(centres, k, counts=counts, init=init, max_iter=max_iter)
+        result["params"][k] = (weights, means, variances)
+        order = np.argsort(means)
+        weights, means, variances = weights[order], means[order], variances[order]
+        fit_best = (0.0, None)
+        for j in range(1, k):  # the j lowest components against the rest
+            noisy = np.arange(k) < j
+            if weights[noisy] @ means[noisy] >= 0:  # the group's labels are not disbelieved
+                break
+            d = separation(weights, means, variances, noisy)
+            if d > fit_best[0]:
+                fit_best = (d, noisy)
+        d, noisy = fit_best
+        if noisy is None:
+            result["fits"].append({"n_components": k, "separation": 0.0, "rate": 0.0})
+            continue
+        diff = centres[:, None] - means
+        log_p = -0.5 * (diff * diff / variances + np.log(variances)) + np.log(weights)
+        resp = np.exp(log_p - _log_sum_exp_rows(log_p)[:, None])
+        rate = float(share * (counts @ resp[:, noisy].sum(axis=1)) / counts.sum())
+        result["fits"].append({"n_components": k, "separation": d, "rate": rate})
+        if best is None or d > best[0]:
+            best = (d, rate)
+    if best is not None:
+        result["separation"] = best[0]
+        if best[0] >= min_separation:
+            result["rate"] = best[1]
+    return result
+
+
+def estimate_noise_rate(values, input_type="loss", *, min_separation=2.5, max_components=4, n_bins=512,
+                        max_iter=200):
+    """Estimate the fraction of wrong labels and how clearly they stand apart.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_samples,)
+        Per-sample cross-entropy losses, or confidences in the given label.
+    input_type : {"loss", "confidence"}
+    min_separation : float, default=2.5
+        The lowest components of a fit count as a noisy group only when their mean log-odds is
+        below 0 (the network gives their labels less than even odds) and their Ashman's D from
+        the rest is at least this; of the fits' and splits' groups, the most separated is used.
+    max_components : int, default=4
+        Largest Gaussian mixture tried on the log-odds (2 to ``max_components`` are tried).
+    n_bins : int, default=512
+        The log-odds are binned into this many equal bins before the fits (EM on the counts),
+        so a fit costs the same for a thousand values or a billion.
+    max_iter : int, default=200
+        Most EM iterations per fit.
+
+    Returns
+    -------
+    dict with ``rate`` (estimated fraction of wrong labels among all ``values``; 0 when no fit
+    has a separate noisy group), ``separation`` (the largest Ashman's D of a noisy group over
+    the fits, 0 if none has components on both sides of 0), and ``fits``: per number of
+    components, its separation and rate.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> clean = rng.exponential(0.05, 9000)          # losses of samples the network fits
+    >>> wrong = rng.normal(4.0, 0.8, 1000).clip(0)   # labels it does not believe
+    >>> round(float(estimate_noise_rate(np.r_[clean, wrong])["rate"]), 2)
+    0.1
+    >>> estimate_noise_rate(clean)["rate"]
+    0.0
+    """
+    centres, counts, n_total = _binned_log_odds(values, input_type, n_bins)
+    return _rate_from_bins(centres, counts, n_total, min_separation=min_separation,
+                           max_components=max_components, max_iter=max_iter)
+
+
+def bootstrap_noise_rates(values, input_type="loss", n_bootstrap=200, random_state=None, *, labels=None,
+                          p_mixture=None, min_separation=2.5, max_components=4, n_bins=512, max_iter=200):
+    """The count of :func:`count_noise` on ``n_bootstrap`` resamples of the values with
+    replacement (within each label, when ``labels`` are given), as an array of rates.
+
+    The resampling is done on the binned log-odds (a multinomial draw over the bins), which is
+    the same as resampling the values up to the binning and costs the same for any number of
+    values. Where a resample falls back to the mixture, its rate is the label's mean
+    ``p_mixture`` over all its samples (the mean's own sampling spread is left out)."""
+    values = np.asarray(values, dtype=np.float64)
+    if labels is None:
+        names, index = [None], np.zeros(values.size, dtype=int)
+    else:
+        names, index = label_groups(labels, MIN_GROUP_SIZE)
+    rng = check_random_state(random_state)
+    rates = np.zeros(n_bootstrap)
+    options = dict(min_separation=min_separation, max_components=max_components, max_iter=max_iter)
+    for number in range(len(names)):
+        part = index == number
+        centres, counts, n_part = _binned_log_odds(values[part], input_type, n_bins)
+        fallback = float(np.mean(p_mixture[part])) if p_mixture is not None else 0.0
+        probs = np.r_[counts, n_part - counts.sum()] / n_part
+        below_zero = np.r_[centres < 0, False]
+        starts = _rate_from_bins(centres, counts, n_part, **options)["params"]  # each resample starts here
+        for i in range(n_bootstrap):
+            draw = rng.multinomial(n_part, probs).astype(np.float64)
+            # started from the full data's fits, a resample's fits settle within a few steps
+            estimate = _rate_from_bins(centres, draw[:-1], n_part, starts=starts, **{**options, "max_iter": 25})
+            rate = estimate["rate"]
+            if draw[below_zero].sum() > n_part / 2:
+                rate = fallback
+            rates[i] += rate * n_part
+    return rates / values.size
+
+
+def shift_to_mean(log_odds, target, *, n_bins=8192, limit=200.0):
+    """The constant ``c`` for which ``expit(log_odds + c)`` averages to ``target``.
+
+    Adding one constant to every sample's log-odds keeps their order (and so every ranking
+    metric) and moves the mean posterior to the estimated noise rate. ``target`` 0 gives
+    ``-inf`` (every posterior 0), 1 gives ``+inf``.
+
+    >>> from scipy.special import expit
+    >>> z = np.linspace(-3, 3, 1001)
+    >>> c = shift_to_mean(z, 0.1)
+    >>> round(float(expit(z + c).mean()), 6)
+    0.1
+    """
+    if target <= 0:
+        return -np.inf
+    if target >= 1:
+        return np.inf
+    z = np.clip(np.asarray(log_odds, dtype=np.float64), -limit, limit)
+    counts, edges = np.histogram(z, bins=n_bins, range=(-limit, limit))
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    keep = counts > 0
+    centres, weights = centres[keep], counts[keep] / z.size
+    low, high = -2 * limit, 2 * limit
+    for _ in range(60):  # bisection on the binned values
+        mid = 0.5 * (low + high)
+        if weights @ expit(centres + mid) < target:
+            low = mid
+        else:
+            high = mid
+    c = 0.5 * (low + high)
+    for _ in range(1):  # a Newton step on the values themselves
+        p = expit(z + c)
+        slope = float(np.mean(p * (1 - p)))
+        if slope <= 0:
+            break
+        c -= (float(p.mean()) - target) / slope
+    return float(c)
+
+
+def count_threshold(values, rate, input_type="loss"):
+    """The value from which the ``round(rate * n)`` noisiest of ``values`` are flagged: the
+    k-th largest loss (or k-th smallest confidence); ``+inf`` for losses (``-inf`` for
+    confidences) when that count is 0. Ties at the threshold are all flagged.
+
+    >>> count_threshold(np.array([0.1, 3.0, 0.2, 2.5]), 0.5)
+    2.5
+    >>> count_threshold(np.array([0.1, 3.0]), 0.0)
+    inf
+    """
+    values = np.asarray(values, dtype=np.float64)
+    k = int(round(rate * values.size))
+    if k == 0:
+        return float(np.inf) if input_type == "loss" else float(-np.inf)
+    noisiness = values if input_type == "loss" else -values
+    kth = float(np.partition(noisiness, values.size - k)[values.size - k])
+    return kth if input_type == "loss" else -kth
+
+
+def label_groups(labels, min_group_size=MIN_GROUP_SIZE):
+    """``(names, index)``: the given labels with at least ``min_group_size`` samples, in sorted
+    order, and each sample's group number in ``names``; the samples of smaller labels form one
+    more group, named None, at the end.
+
+    >>> label_groups(np.r_[np.zeros(60), np.ones(60), 2.0], min_group_size=50)[1][-3:]
+    array([1, 1, 2])
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be one label per sample (a 1-D array); got shape {labels.shape}")
+    if labels.dtype == object and all(isinstance(label, str) for label in labels):
+        labels = labels.astype(str)  # class names from pandas: a plain string array
+    names, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    big = sizes >= min_group_size
+    number = np.full(names.size, int(big.sum()))
+    number[big] = np.arange(int(big.sum()))
+    kept = list(names[big]) + ([None] if not big.all() else [])
+    return kept, number[inverse]
+
+
+def estimate_noise_rate_by_label(values, labels, input_type="loss", *, min_group_size=MIN_GROUP_SIZE, **kwargs):
+    """:func:`estimate_noise_rate` within each given label, summed.
+
+    Classes differ in how hard they are, so on the log-odds of all samples together the clean
+    samples form several humps, and wrong labels flipped into one class (class-conditional
+    noise) are a small group beside them; within one label they stand apart more clearly.
+    Labels with fewer than ``min_group_size`` samples are counted together.
+
+    Returns a dict with ``rate`` (over all values), ``separation`` (the largest over the
+    labels), and ``by_label``: for each label (None for the pooled small ones) its ``rate``,
+    ``separation`` and ``n``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    names, index = label_groups(labels, min_group_size)
+    if index.size != values.size:
+        raise ValueError(f"labels has {index.size} entries but there are {values.size} values")
+    by_label, total, best = {}, 0.0, 0.0
+    for number, name in enumerate(names):
+        part = values[index == number]
+        estimate = estimate_noise_rate(part, input_type, **kwargs)
+        by_label[name] = {"rate": estimate["rate"], "separation": estimate["separation"], "n": part.size}
+        total += estimate["rate"] * part.size
+        best = max(best, estimate["separation"])
+    return {"rate": total / values.size, "separation": best, "by_label": by_label}
+
+
+
+def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_separation=2.5):
+    """The count as the detectors and the training callback use it, with the samples it flags.
+
+    Within each given label (or over all values without labels): :func:`estimate_noise_rate`,
+    which rests on the network believing the clean labels. Where it gives most of a label's
+    samples less than even odds (median log-odds below 0: early in training, or under heavy
+    noise, where clean samples are disbelieved too), that premise fails either way: a count of 0
+    would not mean "little or no noise", and a group that stands apart may be the easiest clean
+    samples rather than the wrong ones. There the rate is the mixture's, ``mean(p_mixture)``
+    over the label's samples (0 when ``p_mixture`` is not given): the paper's reading, which is
+    measured to be the better one under heavy noise.
+
+    Returns a dict with ``rate``, ``separation`` (the largest over the labels), ``flags`` (a
+    boolean array: each label's ``round(rate * n)`` noisiest samples), ``from_mixture`` (the
+    share of samples whose label's count fell back to the mixture), and per label group
+    (``label_groups``): ``names``, ``index``, ``rates``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if labels is None:
+        names, index = [None], np.zeros(values.size, dtype=int)
+    else:
+        names, index = label_groups(labels)
+        if index.size != values.size:
+            raise ValueError(f"labels has {index.size} entries but there are {values.size} values")
+    noisiness = values if input_type == "loss" else -values
+    log_odds = label_log_odds(values, input_type)
+    flags = np.zeros(values.size, dtype=bool)
+    rates, best, fell_back = np.zeros(len(names)), 0.0, 0
+    for number in range(len(names)):
+        part = index == number
+        estimate = estimate_noise_rate(values[part], input_type, min_separation=min_separation)
+        best = max(best, estimate["separation"])
+        rates[number] = estimate["rate"]
+        if np.median(log_odds[part]) < 0:
+            rates[number] = float(np.mean(p_mixture[part])) if p_mixture is not None else 0.0
+            fell_back += int(part.sum())
+        flags[part] = noisiness[part] >= count_threshold(noisiness[part], rates[number])
+    sizes = np.bincount(index, minlength=len(names))
+    return {
+        "rate": float(rates @ sizes / values.size),
+        "separation": best,
+        "flags": flags,
+        "from_mixture": fell_back / values.size,
+        "names": names,
+        "index": index,
+        "rates": rates,
+    }
