@@ -39,9 +39,10 @@ def default_detector():
 
 def noise_count(losses, labels, p_noisy):
     """The epoch's count: :func:`lnc_sklearn.noise_rate.count_noise` on the cross-entropy
-    ``losses`` within each given label, falling back to the mean ``p_noisy`` (the detector's
-    posterior) for labels whose samples the network mostly disbelieves with no group standing
-    apart. Returns its dict (``rate``, ``separation``, ``flags``, ``from_mixture``, ...)."""
+    ``losses`` within each given label; where the network gives most samples less than even
+    odds, the mean ``p_noisy`` (the detector's posterior) per label instead. Returns its dict
+    (``rate``, ``separation``, ``flags``, ``from_mixture``, ...); NaNs for an epoch without a
+    finite loss."""
     return count_noise(losses, labels, p_noisy)
 
 

@@ -195,10 +195,10 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         # the posterior still ranks the samples as the loss does.
         self.log_odds_shift_ = shift_to_mean(raw_log_odds, max(self.noise_rate_, 0.1 / values.size))
         self.threshold_ = count_threshold(values, self.noise_rate_, self.input_type)
-        if self.n_bootstrap:
+        if self.n_bootstrap and not self.noise_from_mixture_:  # the mixture's rate has no count to resample
             rates = bootstrap_noise_rates(
                 values, self.input_type, self.n_bootstrap, self._bootstrap_seed(), labels=labels,
-                p_mixture=p_mixture, min_separation=self.min_separation,
+                min_separation=self.min_separation,
             )
             self.noise_rate_interval_ = (float(np.quantile(rates, 0.05)), float(np.quantile(rates, 0.95)))
             self.noise_evidence_ = float(np.mean(rates > 0))
@@ -206,11 +206,13 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _label_group(self, labels, n):
         """Each sample's group in ``label_*_`` (-1: none, use the overall values), or None when
         the fit had no labels or none are given."""
-        if labels is None or getattr(self, "labels_seen_", None) is None:
+        if labels is None:
             return None
         labels = np.asarray(labels)
         if labels.shape != (n,):
             raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {labels.shape}")
+        if getattr(self, "labels_seen_", None) is None:
+            return None
         seen = self.labels_seen_
         group = np.full(n, -1)
         if seen.size:

@@ -307,9 +307,9 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
     from the rest (``noise_separation_`` at least ``min_separation``); otherwise
     ``noise_rate_`` is 0, "little or no noise". Given the labels (``fit(losses, y=labels)``)
     this is done within each label, which finds wrong labels flipped into a few classes that
-    the count over all samples misses. Where the network gives most samples (of a label) less
-    than even odds, early in training or under heavy noise, the count's premise fails and the
-    mixture's own rate is used for them (``noise_from_mixture_`` says for what share).
+    the count over all samples misses. Where the network gives most samples less than even
+    odds, early in training or under heavy noise, the count's premise fails and the mixture's
+    own rate is used (``noise_from_mixture_`` is then 1, and there is no bootstrap interval).
     p(noisy) is the mixture's monotone posterior with one constant added to every log-odds so
     that it averages ``noise_rate_`` (the order of the samples, and so every ranking metric,
     is the mixture's), and ``predict`` flags the ``noise_rate_`` share of samples with the
@@ -418,8 +418,8 @@ class BetaMixtureNoiseDetector(BaseNoiseDetector):
         ``rate_estimate``, or ``"mixture"`` where the values could not be read as
         cross-entropy and the fit fell back to it.
     noise_from_mixture_ : float or None
-        With ``"log-odds"``: the share of samples whose count is the mixture's (their label's
-        samples mostly disbelieved); None with ``"mixture"``.
+        With ``"log-odds"``: 1 where the rate is the mixture's (the network gives most samples
+        less than even odds), else 0; None with ``"mixture"``.
     labels_seen_, label_noise_rates_, label_thresholds_, label_log_odds_shifts_ : ndarray or None
         After a fit with labels: the labels with 200 samples or more, and per label (one more
         entry at the end for the smaller labels together, where there are any) its rate, its

@@ -15,7 +15,9 @@ they have a meaning:
   Gaussians may together describe a skewed clean hump, so a heavy clean tail needs no
   "noisy" component to be fitted.
 - In each fit, the lowest components form a candidate noisy group when their mean log-odds
-  is below 0 (the network gives those labels less than even odds). It counts as noise only
+  is below 0 (the network gives those labels less than even odds) and they hold fewer than
+  half of the samples (a majority disbelieved is a hard class, or a network that has not
+  learned yet, not a count of wrong labels). It counts as noise only
   when it stands apart from the rest: Ashman's D between the two groups (each taken as one
   distribution with its mean and variance) at least ``min_separation`` (2.5; two
   equal-weight Gaussians are bimodal from 2 on). A heavy clean tail falls off the hump
@@ -153,7 +155,8 @@ def _binned_log_odds(values, input_type, n_bins):
     fit_part = np.maximum(v_all[v_all <= SURE_CLEAN_LOG_ODDS], LOWEST_LOG_ODDS)
     if fit_part.size == 0:
         return np.empty(0), np.empty(0), v_all.size
-    counts, edges = np.histogram(fit_part, bins=n_bins)
+    # About ten values a bin at least: on sparser bins EM fits narrow components to chance clumps.
+    counts, edges = np.histogram(fit_part, bins=int(np.clip(fit_part.size // 10, 32, n_bins)))
     centres = 0.5 * (edges[1:] + edges[:-1])
     return centres, counts.astype(np.float64), v_all.size
 
@@ -178,6 +181,8 @@ def _rate_from_bins(centres, counts, n_total, *, min_separation, max_components,
         for j in range(1, k):  # the j lowest components against the rest
             noisy = np.arange(k) < j
             if weights[noisy] @ means[noisy] >= 0:  # the group's labels are not disbelieved
+                break
+            if weights[noisy].sum() * share >= 0.5:  # most samples: a hard class, not wrong labels
                 break
             d = separation(weights, means, variances, noisy)
             if d > fit_best[0]:
@@ -216,8 +221,9 @@ def estimate_noise_rate(values, input_type="loss", *, min_separation=2.5, max_co
     max_components : int, default=4
         Largest Gaussian mixture tried on the log-odds (2 to ``max_components`` are tried).
     n_bins : int, default=512
-        The log-odds are binned into this many equal bins before the fits (EM on the counts),
-        so a fit costs the same for a thousand values or a billion.
+        The log-odds are binned into at most this many equal bins (and about ten values a bin
+        at least) before the fits (EM on the counts), so a fit costs the same for a thousand
+        values or a billion.
     max_iter : int, default=200
         Most EM iterations per fit.
 
@@ -244,14 +250,14 @@ def estimate_noise_rate(values, input_type="loss", *, min_separation=2.5, max_co
 
 
 def bootstrap_noise_rates(values, input_type="loss", n_bootstrap=200, random_state=None, *, labels=None,
-                          p_mixture=None, min_separation=2.5, max_components=4, n_bins=512, max_iter=200):
-    """The count of :func:`count_noise` on ``n_bootstrap`` resamples of the values with
-    replacement (within each label, when ``labels`` are given), as an array of rates.
+                          min_separation=2.5, max_components=4, n_bins=512, max_iter=200):
+    """The count of :func:`estimate_noise_rate` (with ``labels``: of
+    :func:`estimate_noise_rate_by_label`, resampling within each label) on ``n_bootstrap``
+    resamples of the values with replacement, as an array of rates.
 
     The resampling is done on the binned log-odds (a multinomial draw over the bins), which is
     the same as resampling the values up to the binning and costs the same for any number of
-    values. Where a resample falls back to the mixture, its rate is the label's mean
-    ``p_mixture`` over all its samples (the mean's own sampling spread is left out)."""
+    values; each resample's fits start from the full data's."""
     values = np.asarray(values, dtype=np.float64)
     if labels is None:
         names, index = [None], np.zeros(values.size, dtype=int)
@@ -263,18 +269,13 @@ def bootstrap_noise_rates(values, input_type="loss", n_bootstrap=200, random_sta
     for number in range(len(names)):
         part = index == number
         centres, counts, n_part = _binned_log_odds(values[part], input_type, n_bins)
-        fallback = float(np.mean(p_mixture[part])) if p_mixture is not None else 0.0
         probs = np.r_[counts, n_part - counts.sum()] / n_part
-        below_zero = np.r_[centres < 0, False]
         starts = _rate_from_bins(centres, counts, n_part, **options)["params"]  # each resample starts here
         for i in range(n_bootstrap):
             draw = rng.multinomial(n_part, probs).astype(np.float64)
             # started from the full data's fits, a resample's fits settle within a few steps
             estimate = _rate_from_bins(centres, draw[:-1], n_part, starts=starts, **{**options, "max_iter": 25})
-            rate = estimate["rate"]
-            if draw[below_zero].sum() > n_part / 2:
-                rate = fallback
-            rates[i] += rate * n_part
+            rates[i] += estimate["rate"] * n_part
     return rates / values.size
 
 
@@ -349,7 +350,13 @@ def label_groups(labels, min_group_size=MIN_GROUP_SIZE):
         raise ValueError(f"labels must be one label per sample (a 1-D array); got shape {labels.shape}")
     if labels.dtype == object and all(isinstance(label, str) for label in labels):
         labels = labels.astype(str)  # class names from pandas: a plain string array
-    names, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    try:
+        names, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    except TypeError:
+        raise ValueError(
+            "labels must all be of one kind (class indices, or class names as strings); got a mix of "
+            f"{sorted({type(label).__name__ for label in labels})}"
+        ) from None
     big = sizes >= min_group_size
     number = np.full(names.size, int(big.sum()))
     number[big] = np.arange(int(big.sum()))
@@ -388,20 +395,25 @@ def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_s
     """The count as the detectors and the training callback use it, with the samples it flags.
 
     Within each given label (or over all values without labels): :func:`estimate_noise_rate`,
-    which rests on the network believing the clean labels. Where it gives most of a label's
-    samples less than even odds (median log-odds below 0: early in training, or under heavy
+    which rests on the network believing the clean labels. Where it gives most samples less
+    than even odds (median log-odds over all values below 0: early in training, or under heavy
     noise, where clean samples are disbelieved too), that premise fails either way: a count of 0
     would not mean "little or no noise", and a group that stands apart may be the easiest clean
-    samples rather than the wrong ones. There the rate is the mixture's, ``mean(p_mixture)``
-    over the label's samples (0 when ``p_mixture`` is not given): the paper's reading, which is
-    measured to be the better one under heavy noise.
+    samples rather than the wrong ones. There every rate is the mixture's, ``mean(p_mixture)``
+    (over each label's samples; 0 when ``p_mixture`` is not given): the paper's reading, which
+    is measured to be the better one under heavy noise. The decision is made over all values,
+    not per label: one hard but clean class would otherwise get the mixture's reading of its
+    own samples, nearly all "noisy".
 
     Returns a dict with ``rate``, ``separation`` (the largest over the labels), ``flags`` (a
-    boolean array: each label's ``round(rate * n)`` noisiest samples), ``from_mixture`` (the
-    share of samples whose label's count fell back to the mixture), and per label group
-    (``label_groups``): ``names``, ``index``, ``rates``.
+    boolean array: each label's ``round(rate * n)`` noisiest samples), ``from_mixture`` (1 where
+    the rates are the mixture's, else 0), and per label group (``label_groups``): ``names``,
+    ``index``, ``rates``. No values: rate and separation NaN.
     """
     values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return {"rate": float("nan"), "separation": float("nan"), "flags": np.zeros(0, dtype=bool),
+                "from_mixture": float("nan"), "names": [], "index": np.zeros(0, dtype=int), "rates": np.zeros(0)}
     if labels is None:
         names, index = [None], np.zeros(values.size, dtype=int)
     else:
@@ -411,22 +423,22 @@ def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_s
     noisiness = values if input_type == "loss" else -values
     log_odds = label_log_odds(values, input_type)
     flags = np.zeros(values.size, dtype=bool)
-    rates, best, fell_back = np.zeros(len(names)), 0.0, 0
+    rates, best = np.zeros(len(names)), 0.0
+    from_mixture = bool(np.median(log_odds) < 0)
     for number in range(len(names)):
         part = index == number
         estimate = estimate_noise_rate(values[part], input_type, min_separation=min_separation)
         best = max(best, estimate["separation"])
         rates[number] = estimate["rate"]
-        if np.median(log_odds[part]) < 0:
+        if from_mixture:
             rates[number] = float(np.mean(p_mixture[part])) if p_mixture is not None else 0.0
-            fell_back += int(part.sum())
         flags[part] = noisiness[part] >= count_threshold(noisiness[part], rates[number])
     sizes = np.bincount(index, minlength=len(names))
     return {
         "rate": float(rates @ sizes / values.size),
         "separation": best,
         "flags": flags,
-        "from_mixture": fell_back / values.size,
+        "from_mixture": float(from_mixture),
         "names": names,
         "index": index,
         "rates": rates,

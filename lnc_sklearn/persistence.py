@@ -72,7 +72,7 @@ def _decode(value, where):
             # saved before anchoring had a parameter of its own: only "anchored" anchored
             params["anchored"] = params.get("init_params") == "anchored"
             params["init_params"] = {"paper": "fixed", "anchored": "fixed"}.get(params.get("init_params"), params.get("init_params"))
-        if "rate_estimate" not in params:
+        if cls in (BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector) and "rate_estimate" not in params:
             # saved before the log-odds noise count: p(noisy) and the rate were the mixture's
             params["rate_estimate"] = "mixture"
         if "lower_bound_" in fitted:  # saved before the attribute was renamed

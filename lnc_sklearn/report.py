@@ -353,8 +353,8 @@ class NoiseSummary:
     evidence : float or None
         The share of bootstrap resamples that found a noisy group, where computed.
     from_mixture : float or None
-        The share of samples whose count fell back to the mixture's rate (their label's
-        samples mostly disbelieved, with no group standing apart).
+        1 where the rate is the mixture's (the network gives most labels less than even odds),
+        0 where it is the count.
     """
 
     n_samples: int
@@ -375,11 +375,10 @@ class NoiseSummary:
         if self.separation is None:
             return f"estimated noise rate {self.noise_fraction:.3f} (the mixture's mean p(noisy))"
         if self.from_mixture:
-            share = "all samples" if self.from_mixture == 1 else f"{self.from_mixture:.0%} of the samples"
             return (
-                f"estimated noise rate {self.noise_fraction:.3f}, for {share} from the mixture: the network gives "
-                "most of their labels less than even odds (early in training, or heavy noise) and no group stands "
-                "apart, so the losses cannot count; the mixture's rate over-estimates on clean labels"
+                f"estimated noise rate {self.noise_fraction:.3f}, the mixture's: the network gives most labels less "
+                "than even odds (early in training, or heavy noise), so the losses cannot count the wrong ones; "
+                "the mixture's rate over-estimates on clean labels"
             )
         if self.noise_fraction == 0:
             return (

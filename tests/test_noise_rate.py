@@ -309,3 +309,37 @@ def test_where_the_network_disbelieves_most_labels_the_count_is_the_mixtures():
     # where it does count, nothing came from the mixture
     clean = BetaMixtureNoiseDetector().fit(_loss_from_log_odds(rng.normal(5, 2, 5000)))
     assert clean.noise_from_mixture_ == 0.0 and clean.noise_rate_ == 0.0
+
+
+def test_a_hard_clean_class_is_not_read_as_noise():
+    rng = np.random.default_rng(0)
+    losses = np.r_[_loss_from_log_odds(rng.normal(6, 2, 1800)), _loss_from_log_odds(rng.normal(-0.5, 0.8, 400))]
+    labels = np.r_[np.zeros(1800, int), np.ones(400, int)]
+    detector = BetaMixtureNoiseDetector(n_bootstrap=10, random_state=0).fit(losses, labels)
+    assert detector.noise_from_mixture_ == 0.0 and detector.label_noise_rates_[1] < 0.2
+
+
+def test_bad_labels_are_clear_errors_and_fitting_without_labels_still_checks_them():
+    losses, labels, _ = _two_classes()
+    mixed = np.array([0, "b"] * 5000, dtype=object)
+    with pytest.raises(ValueError, match="labels must all be of one kind"):
+        BetaMixtureNoiseDetector().fit(losses, mixed)
+    fitted = BetaMixtureNoiseDetector().fit(losses)
+    with pytest.raises(ValueError, match="one entry per value"):
+        fitted.predict(losses, labels[:10])
+
+
+def test_saved_gaussian_detectors_load():
+    losses, labels, _ = _two_classes()
+    for fitted in (GaussianMixtureNoiseDetector(random_state=0).fit(losses, labels),
+                   GaussianMixtureNoiseDetector(random_state=0, rate_estimate="mixture").fit(losses)):
+        copy = detector_from_dict(json.loads(json.dumps(detector_to_dict(fitted))))
+        np.testing.assert_array_equal(copy.predict_proba(losses, labels), fitted.predict_proba(losses, labels))
+
+
+def test_an_epoch_without_values_counts_nothing():
+    # the training callback's epoch where every loss was non-finite
+    from lnc_sklearn.noise_rate import count_noise
+
+    count = count_noise(np.zeros(0), np.zeros(0, int), np.zeros(0))
+    assert np.isnan(count["rate"]) and count["flags"].size == 0
