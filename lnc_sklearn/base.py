@@ -177,7 +177,8 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             labels = np.asarray(labels)
             if labels.shape != values.shape:
                 raise ValueError(f"y (the given labels) has shape {labels.shape} but X has {values.size} values")
-        count = count_noise(values, labels, p_mixture, self.input_type, min_separation=self.min_separation)
+        count = count_noise(values, labels, p_mixture, self.input_type, min_separation=self.min_separation,
+                            with_flags=False)
         self.noise_rate_ = count["rate"]
         self.noise_separation_ = float(count["separation"])
         self.noise_from_mixture_ = float(count["from_mixture"])

@@ -11,13 +11,15 @@ they have a meaning:
   normalisation. On this scale the clean samples form one hump (far right for a network that
   fits them, near 0 for a weak one) and wrongly labelled samples, whose labels the network
   does not believe, a hump of their own at ``v < 0``.
-- Gaussian mixtures of 2 to ``max_components`` components are fitted to ``v``; several
-  Gaussians may together describe a skewed clean hump, so a heavy clean tail needs no
-  "noisy" component to be fitted.
+- Gaussian mixtures of 2 to ``max_components`` components are fitted to ``v`` (EM from two
+  starts, equal slices of the sorted values and a thin lowest slice, keeping the likelier
+  fit); several Gaussians may together describe a skewed clean hump, so a heavy clean tail
+  needs no "noisy" component to be fitted.
 - In each fit, the lowest components form a candidate noisy group when their mean log-odds
   is below 0 (the network gives those labels less than even odds) and they hold fewer than
   half of the samples (a majority disbelieved is a hard class, or a network that has not
-  learned yet, not a count of wrong labels). It counts as noise only
+  learned yet, not a count of wrong labels) and at least 1% (a few isolated losses far out,
+  as a Gaussian's own tail has, can stand apart by chance). It counts as noise only
   when it stands apart from the rest: Ashman's D between the two groups (each taken as one
   distribution with its mean and variance) at least ``min_separation`` (2.5; two
   equal-weight Gaussians are bimodal from 2 on). A heavy clean tail falls off the hump
@@ -50,6 +52,11 @@ __all__ = ["label_log_odds", "fit_gaussian_mixture_1d", "separation", "estimate_
 SURE_CLEAN_LOG_ODDS = float(np.log((1 - 1e-5) / 1e-5))
 #: Log-odds below this are taken as this (a loss of about 60).
 LOWEST_LOG_ODDS = -60.0
+#: A group of fewer than this share of the values is not counted: a few isolated losses far out
+#: (a Gaussian's own tail has them) can stand apart by chance.
+MIN_GROUP_SHARE = 0.01
+#: The second EM start's lowest slice (a share of the values).
+LOW_SLICE = 0.05
 #: Labels with fewer samples than this are counted together, as one group: a mixture of up to
 #: four components on fewer values finds chance groups (seen on the digits, 180 a label).
 MIN_GROUP_SIZE = 200
@@ -79,10 +86,11 @@ def _log_sum_exp_rows(a):
     return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
 
 
-def fit_gaussian_mixture_1d(x, n_components, *, counts=None, init=None, max_iter=200, tol=1e-6, reg_covar=1e-4):
+def fit_gaussian_mixture_1d(x, n_components, *, counts=None, init=None, cuts=None, max_iter=200, tol=1e-6,
+                            reg_covar=1e-4):
     """EM for a 1-D Gaussian mixture, started from ``n_components`` equal-count slices of the
-    sorted data (deterministic), or from ``init`` (``(weights, means, variances)``, as from an
-    earlier fit). ``counts`` weighs each value (a histogram's bin centres and counts fit like
+    sorted data (deterministic; ``cuts``, increasing fractions in (0, 1), place the slices'
+    ends instead), or from ``init`` (``(weights, means, variances)``, as from an earlier fit). ``counts`` weighs each value (a histogram's bin centres and counts fit like
     the binned data). Returns ``(weights, means, variances, mean_log_likelihood)``.
 
     >>> x = np.r_[np.linspace(-5, -3, 50), np.linspace(2, 4, 200)]
@@ -95,7 +103,11 @@ def fit_gaussian_mixture_1d(x, n_components, *, counts=None, init=None, max_iter
     total = c.sum()
     order = np.argsort(x, kind="stable")
     cum = np.cumsum(c[order])
-    slot = np.minimum((cum - 0.5 * c[order]) * n_components // total, n_components - 1).astype(int)
+    position = (cum - 0.5 * c[order]) / total
+    if cuts is None:
+        slot = np.minimum(position * n_components // 1, n_components - 1).astype(int)
+    else:
+        slot = np.searchsorted(np.asarray(cuts, dtype=np.float64), position, side="right")
     weights, means, variances = (np.empty(n_components) for _ in range(3))
     for k in range(n_components if init is None else 0):
         xs, cs = x[order][slot == k], c[order][slot == k]
@@ -106,17 +118,23 @@ def fit_gaussian_mixture_1d(x, n_components, *, counts=None, init=None, max_iter
         weights, means, variances = (np.array(a, dtype=np.float64) for a in init)
     previous = -np.inf
     log_likelihood = -np.inf
+    column, weight_column = x[:, None], c[:, None]
+    x2 = x * x
     for _ in range(max_iter):
-        diff = x[:, None] - means
-        log_p = -0.5 * (diff * diff / variances + np.log(2 * np.pi * variances)) + np.log(weights)
-        norm = _log_sum_exp_rows(log_p)
-        log_likelihood = float(c @ norm / total)
-        resp = np.exp(log_p - norm[:, None]) * c[:, None]
-        nk = resp.sum(axis=0) + 1e-12
+        diff = column - means
+        log_p = diff * diff
+        log_p *= -0.5 / variances
+        log_p += np.log(weights) - 0.5 * np.log(2 * np.pi * variances)
+        top = log_p.max(axis=1, keepdims=True)
+        log_p -= top
+        np.exp(log_p, out=log_p)
+        row_sum = log_p.sum(axis=1, keepdims=True)
+        log_likelihood = float(c @ (np.log(row_sum[:, 0]) + top[:, 0]) / total)
+        log_p *= weight_column / row_sum  # now the count-weighted responsibilities
+        nk = log_p.sum(axis=0) + 1e-12
         weights = nk / total
-        means = (resp * x[:, None]).sum(axis=0) / nk
-        diff = x[:, None] - means
-        variances = (resp * diff * diff).sum(axis=0) / nk + reg_covar
+        means = (x @ log_p) / nk
+        variances = np.maximum((x2 @ log_p) / nk - means * means, 0.0) + reg_covar
         if log_likelihood - previous < tol:
             break
         previous = log_likelihood
@@ -141,10 +159,11 @@ def separation(weights, means, variances, noisy):
     return float(np.sqrt(2) * abs(m0 - m1) / np.sqrt(v0 + v1))
 
 
-def _binned_log_odds(values, input_type, n_bins):
+def _binned_log_odds(values, input_type, n_bins, log_odds=None):
     """``(centres, counts, n_total)``: the histogram of the log-odds that the fits use (values
-    whose log-odds is above ``SURE_CLEAN_LOG_ODDS`` are not in it, only in ``n_total``)."""
-    v_all = label_log_odds(values, input_type)
+    whose log-odds is above ``SURE_CLEAN_LOG_ODDS`` are not in it, only in ``n_total``);
+    ``log_odds``, when given, are the values' log-odds already computed."""
+    v_all = label_log_odds(values, input_type) if log_odds is None else log_odds
     if v_all.size == 0 or np.isnan(v_all).any():
         raise ValueError(
             "the noise-rate estimate needs cross-entropy losses >= 0 (or confidences in [0, 1]); "
@@ -172,8 +191,15 @@ def _rate_from_bins(centres, counts, n_total, *, min_separation, max_components,
     share = counts.sum() / n_total  # the rest is counted clean
     best = None
     for k in range(2, max_components + 1):
-        init = None if starts is None else starts.get(k)
-        weights, means, variances, _ = fit_gaussian_mixture_1d(centres, k, counts=counts, init=init, max_iter=max_iter)
+        if starts is not None:
+            fit = fit_gaussian_mixture_1d(centres, k, counts=counts, init=starts[k], max_iter=max_iter)
+        else:
+            # two starts: equal slices, and a thin lowest slice (a small group of wrong labels at
+            # the low end); the fit with the higher likelihood is kept
+            tail = np.r_[LOW_SLICE, LOW_SLICE + (1 - LOW_SLICE) * np.arange(1, k - 1) / (k - 1)]
+            fit = max((fit_gaussian_mixture_1d(centres, k, counts=counts, cuts=cuts, max_iter=max_iter)
+                       for cuts in (None, tail)), key=lambda f: f[3])
+        weights, means, variances, _ = fit
         result["params"][k] = (weights, means, variances)
         order = np.argsort(means)
         weights, means, variances = weights[order], means[order], variances[order]
@@ -184,6 +210,8 @@ def _rate_from_bins(centres, counts, n_total, *, min_separation, max_components,
                 break
             if weights[noisy].sum() * share >= 0.5:  # most samples: a hard class, not wrong labels
                 break
+            if weights[noisy].sum() * share < MIN_GROUP_SHARE:  # a few isolated losses far out
+                continue
             d = separation(weights, means, variances, noisy)
             if d > fit_best[0]:
                 fit_best = (d, noisy)
@@ -206,7 +234,7 @@ def _rate_from_bins(centres, counts, n_total, *, min_separation, max_components,
 
 
 def estimate_noise_rate(values, input_type="loss", *, min_separation=2.5, max_components=4, n_bins=512,
-                        max_iter=200):
+                        max_iter=200, log_odds=None):
     """Estimate the fraction of wrong labels and how clearly they stand apart.
 
     Parameters
@@ -244,7 +272,7 @@ def estimate_noise_rate(values, input_type="loss", *, min_separation=2.5, max_co
     >>> estimate_noise_rate(clean)["rate"]
     0.0
     """
-    centres, counts, n_total = _binned_log_odds(values, input_type, n_bins)
+    centres, counts, n_total = _binned_log_odds(values, input_type, n_bins, log_odds)
     return _rate_from_bins(centres, counts, n_total, min_separation=min_separation,
                            max_components=max_components, max_iter=max_iter)
 
@@ -391,7 +419,7 @@ def estimate_noise_rate_by_label(values, labels, input_type="loss", *, min_group
 
 
 
-def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_separation=2.5):
+def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_separation=2.5, with_flags=True):
     """The count as the detectors and the training callback use it, with the samples it flags.
 
     Within each given label (or over all values without labels): :func:`estimate_noise_rate`,
@@ -406,7 +434,8 @@ def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_s
     own samples, nearly all "noisy".
 
     Returns a dict with ``rate``, ``separation`` (the largest over the labels), ``flags`` (a
-    boolean array: each label's ``round(rate * n)`` noisiest samples), ``from_mixture`` (1 where
+    boolean array: each label's ``round(rate * n)`` noisiest samples; all False with
+    ``with_flags=False``, which skips them), ``from_mixture`` (1 where
     the rates are the mixture's, else 0), and per label group (``label_groups``): ``names``,
     ``index``, ``rates``. No values: rate and separation NaN.
     """
@@ -424,15 +453,17 @@ def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_s
     log_odds = label_log_odds(values, input_type)
     flags = np.zeros(values.size, dtype=bool)
     rates, best = np.zeros(len(names)), 0.0
-    from_mixture = bool(np.median(log_odds) < 0)
+    from_mixture = bool(np.count_nonzero(log_odds < 0) > values.size / 2)  # median below 0
     for number in range(len(names)):
         part = index == number
-        estimate = estimate_noise_rate(values[part], input_type, min_separation=min_separation)
+        estimate = estimate_noise_rate(values[part], input_type, min_separation=min_separation,
+                                       log_odds=log_odds[part] if len(names) > 1 else log_odds)
         best = max(best, estimate["separation"])
         rates[number] = estimate["rate"]
         if from_mixture:
             rates[number] = float(np.mean(p_mixture[part])) if p_mixture is not None else 0.0
-        flags[part] = noisiness[part] >= count_threshold(noisiness[part], rates[number])
+        if with_flags:
+            flags[part] = noisiness[part] >= count_threshold(noisiness[part], rates[number])
     sizes = np.bincount(index, minlength=len(names))
     return {
         "rate": float(rates @ sizes / values.size),

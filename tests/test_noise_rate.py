@@ -343,3 +343,11 @@ def test_an_epoch_without_values_counts_nothing():
 
     count = count_noise(np.zeros(0), np.zeros(0, int), np.zeros(0))
     assert np.isnan(count["rate"]) and count["flags"].size == 0
+
+
+def test_small_groups_find_their_wrong_labels():
+    # a reviewer's case: a few hundred samples (one label's worth), 10% clearly wrong
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        losses = np.r_[rng.exponential(0.05, 360), rng.normal(4.0, 0.8, 40).clip(0)]
+        assert estimate_noise_rate(losses)["rate"] == pytest.approx(0.1, abs=0.01), seed
