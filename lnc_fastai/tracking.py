@@ -26,24 +26,15 @@ from .distributed import gather_in_dataset_order, rank_share, unwrap, world
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
 
 __all__ = ["training_loader", "tracking_loader", "autocast_for", "per_sample_losses", "refit", "fitted_parameters",
-           "noise_count", "default_detector", "TrackingMixin"]
+           "default_detector", "TrackingMixin"]
 
 
 def default_detector():
     """The detector the callback refits when given none: the paper's schedule with anchored
     M-steps, p(noisy) read off the mixture (``rate_estimate="mixture"``), so that the training
     weights are the ones the paper's methods were measured with. The noise count in the history
-    comes from the log-odds estimate all the same (:func:`noise_count`)."""
+    comes from the log-odds count all the same (:func:`lnc_sklearn.noise_rate.count_noise`)."""
     return BetaMixtureNoiseDetector(rate_estimate="mixture")
-
-
-def noise_count(losses, labels, p_noisy):
-    """The epoch's count: :func:`lnc_sklearn.noise_rate.count_noise` on the cross-entropy
-    ``losses`` within each given label; where the network gives most samples less than even
-    odds, the mean ``p_noisy`` (the detector's posterior) per label instead. Returns its dict
-    (``rate``, ``separation``, ``flags``, ``from_mixture``, ...); NaNs for an epoch without a
-    finite loss."""
-    return count_noise(losses, labels, p_noisy)
 
 
 def training_loader(dls):
@@ -205,7 +196,9 @@ class TrackingMixin:
         self._record_epoch(losses, p_noisy, probabilities, finite)
 
     def _record_epoch(self, losses, p_noisy, probabilities, finite):
-        count = noise_count(losses[finite], self.labels_[finite], p_noisy[finite])
+        # the count within each given label; where the network disbelieves most samples, the
+        # detector's mean p(noisy) per label (NaNs for an epoch without a finite loss)
+        count = count_noise(losses[finite], self.labels_[finite], p_noisy[finite])
         self.noise_flags_ = np.zeros(losses.size, dtype=bool)
         self.noise_flags_[finite] = count["flags"]
         record = {

@@ -264,8 +264,7 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         group = self._label_group(y, x.size)
         if group is not None:
             shift[group >= 0] = self.label_log_odds_shifts_[group[group >= 0]]
-        with np.errstate(invalid="ignore"):
-            p_noisy = np.where(shift == -np.inf, 0.0, expit(log_odds + shift))
+        p_noisy = expit(log_odds + shift)
         return np.column_stack([1.0 - p_noisy, p_noisy])
 
     def _monotone_log_odds(self, x):

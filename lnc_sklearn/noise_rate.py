@@ -28,7 +28,7 @@ they have a meaning:
   samples. No separated group: rate 0, "little or no noise".
 - Classes differ in difficulty, so over all samples the clean ones form several humps and a
   few wrong labels flipped into one class hide beside them; given the labels,
-  :func:`count_noise` counts within each label (:func:`estimate_noise_rate_by_label`).
+  :func:`count_noise` counts within each label.
 - The premise is a network that believes the clean labels. Where it gives most samples less
   than even odds (early in training, heavy noise), a count of 0 would not mean "no noise" and
   a group standing apart may be the easiest clean samples: :func:`count_noise` then takes the
@@ -45,7 +45,7 @@ from scipy.special import expit
 from sklearn.utils import check_random_state
 
 __all__ = ["label_log_odds", "fit_gaussian_mixture_1d", "separation", "estimate_noise_rate",
-           "estimate_noise_rate_by_label", "bootstrap_noise_rates", "shift_to_mean", "count_threshold",
+           "bootstrap_noise_rates", "shift_to_mean", "count_threshold",
            "label_groups", "count_noise"]
 
 #: Log-odds above which a sample is left out of the fit and counted clean (loss below 1e-5).
@@ -279,18 +279,15 @@ def estimate_noise_rate(values, input_type="loss", *, min_separation=2.5, max_co
 
 def bootstrap_noise_rates(values, input_type="loss", n_bootstrap=200, random_state=None, *, labels=None,
                           min_separation=2.5, max_components=4, n_bins=512, max_iter=200):
-    """The count of :func:`estimate_noise_rate` (with ``labels``: of
-    :func:`estimate_noise_rate_by_label`, resampling within each label) on ``n_bootstrap``
-    resamples of the values with replacement, as an array of rates.
+    """The count of :func:`estimate_noise_rate` (with ``labels``: within each label, as
+    :func:`count_noise` makes it, resampling within each label) on ``n_bootstrap`` resamples of
+    the values with replacement, as an array of rates.
 
     The resampling is done on the binned log-odds (a multinomial draw over the bins), which is
     the same as resampling the values up to the binning and costs the same for any number of
     values; each resample's fits start from the full data's."""
     values = np.asarray(values, dtype=np.float64)
-    if labels is None:
-        names, index = [None], np.zeros(values.size, dtype=int)
-    else:
-        names, index = label_groups(labels, MIN_GROUP_SIZE)
+    names, index = _groups(labels, values.size)
     rng = check_random_state(random_state)
     rates = np.zeros(n_bootstrap)
     options = dict(min_separation=min_separation, max_components=max_components, max_iter=max_iter)
@@ -337,11 +334,9 @@ def shift_to_mean(log_odds, target, *, n_bins=8192, limit=200.0):
         else:
             high = mid
     c = 0.5 * (low + high)
-    for _ in range(1):  # a Newton step on the values themselves
-        p = expit(z + c)
-        slope = float(np.mean(p * (1 - p)))
-        if slope <= 0:
-            break
+    p = expit(z + c)  # a Newton step on the values themselves
+    slope = float(np.mean(p * (1 - p)))
+    if slope > 0:
         c -= (float(p.mean()) - target) / slope
     return float(c)
 
@@ -392,31 +387,14 @@ def label_groups(labels, min_group_size=MIN_GROUP_SIZE):
     return kept, number[inverse]
 
 
-def estimate_noise_rate_by_label(values, labels, input_type="loss", *, min_group_size=MIN_GROUP_SIZE, **kwargs):
-    """:func:`estimate_noise_rate` within each given label, summed.
-
-    Classes differ in how hard they are, so on the log-odds of all samples together the clean
-    samples form several humps, and wrong labels flipped into one class (class-conditional
-    noise) are a small group beside them; within one label they stand apart more clearly.
-    Labels with fewer than ``min_group_size`` samples are counted together.
-
-    Returns a dict with ``rate`` (over all values), ``separation`` (the largest over the
-    labels), and ``by_label``: for each label (None for the pooled small ones) its ``rate``,
-    ``separation`` and ``n``.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    names, index = label_groups(labels, min_group_size)
-    if index.size != values.size:
-        raise ValueError(f"labels has {index.size} entries but there are {values.size} values")
-    by_label, total, best = {}, 0.0, 0.0
-    for number, name in enumerate(names):
-        part = values[index == number]
-        estimate = estimate_noise_rate(part, input_type, **kwargs)
-        by_label[name] = {"rate": estimate["rate"], "separation": estimate["separation"], "n": part.size}
-        total += estimate["rate"] * part.size
-        best = max(best, estimate["separation"])
-    return {"rate": total / values.size, "separation": best, "by_label": by_label}
-
+def _groups(labels, n):
+    """:func:`label_groups` of ``labels`` for ``n`` values; without labels, one group of all."""
+    if labels is None:
+        return [None], np.zeros(n, dtype=int)
+    names, index = label_groups(labels)
+    if index.size != n:
+        raise ValueError(f"labels has {index.size} entries but there are {n} values")
+    return names, index
 
 
 def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_separation=2.5, with_flags=True):
@@ -443,12 +421,7 @@ def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_s
     if values.size == 0:
         return {"rate": float("nan"), "separation": float("nan"), "flags": np.zeros(0, dtype=bool),
                 "from_mixture": float("nan"), "names": [], "index": np.zeros(0, dtype=int), "rates": np.zeros(0)}
-    if labels is None:
-        names, index = [None], np.zeros(values.size, dtype=int)
-    else:
-        names, index = label_groups(labels)
-        if index.size != values.size:
-            raise ValueError(f"labels has {index.size} entries but there are {values.size} values")
+    names, index = _groups(labels, values.size)
     noisiness = values if input_type == "loss" else -values
     log_odds = label_log_odds(values, input_type)
     flags = np.zeros(values.size, dtype=bool)
