@@ -1,8 +1,12 @@
-"""Test accuracy under symmetric label noise: cross-entropy, mixup, M-DYR-H, M-DYR-S.
+"""Test accuracy under label noise: cross-entropy, mixup, M-DYR-H, M-DYR-S, MD-DYR-SH, lnc's default.
 
 Same model (a small CNN), schedule (``fit_one_cycle``), data order and seed for every method;
-noise injected into the training labels only (paper convention: a fraction r of samples gets a
-uniformly random label, its true class included). For every run: test accuracy at the last
+noise injected into the training labels only: symmetric (paper convention: a fraction r of
+samples gets a uniformly random label, its true class included) or, with ``--noise-type
+asymmetric``, the usual MNIST flips (2 -> 7, 3 -> 8, 5 <-> 6, 7 -> 1) of a fraction r of those
+classes. ``default`` is ``DynamicBootstrapMixUp()`` with no arguments (lnc's own mode), whatever
+``--alpha`` and ``--warmup`` say; ``mixup`` is fastai's ``MixUp(--alpha)``, ``mixup-0.4`` its
+default ``MixUp()``. For every run: test accuracy at the last
 epoch and the best over epochs, and for the bootstrapping methods the detector's ROC-AUC per
 epoch against the true noise mask. Results accumulate in ``results/noise_accuracy_<dataset>.json``
 (each run is saved as it finishes, so an interrupted sweep keeps what it measured) and the
@@ -26,7 +30,10 @@ from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
-from lnc_sklearn import BetaMixtureNoiseDetector, symmetric_noise  # noqa: E402
+from lnc_sklearn import BetaMixtureNoiseDetector, asymmetric_noise, symmetric_noise  # noqa: E402
+
+# The usual asymmetric flips of digit images (MNIST; the scikit-learn digits alike).
+DIGIT_FLIPS = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
 
 # The callback's detector: the default (anchored M-steps), the paper's plain fit, or the
 # k-means start with plain M-steps.
@@ -37,9 +44,10 @@ DETECTOR_FITS = {
     "paper": {"anchored": False, "rate_estimate": "mixture"},
     "kmeans": {"init_params": "kmeans", "anchored": False, "rate_estimate": "mixture"},
 }
-METHODS = ("ce", "mixup", "m-dyr-h", "m-dyr-s", "md-dyr-sh", "md-dyr-sh-share")
-LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp (alpha 32)", "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S",
-          "md-dyr-sh": "MD-DYR-SH", "md-dyr-sh-share": "MD-DYR-SH, partners weighed by input share"}
+METHODS = ("ce", "mixup", "mixup-0.4", "m-dyr-h", "m-dyr-s", "md-dyr-sh", "md-dyr-sh-share", "default")
+LABELS = {"ce": "cross-entropy", "mixup": "fastai MixUp (alpha 32)", "mixup-0.4": "fastai MixUp (alpha 0.4)",
+          "m-dyr-h": "M-DYR-H", "m-dyr-s": "M-DYR-S", "md-dyr-sh": "MD-DYR-SH",
+          "md-dyr-sh-share": "MD-DYR-SH, partners weighed by input share", "default": "DynamicBootstrapMixUp()"}
 
 
 class ShareWeightedMdDyrSh(DynamicBootstrapMixUp):
@@ -57,8 +65,12 @@ def callbacks(method, changed, args):
         return []
     if method == "mixup":
         return [MixUp(alpha=args.alpha)]
+    if method == "mixup-0.4":
+        return [MixUp()]
+    if method == "default":
+        return [DynamicBootstrapMixUp(noise_mask=changed)]
     detector = BetaMixtureNoiseDetector(**DETECTOR_FITS[args.detector_init])
-    options = dict(alpha=args.alpha, warmup=args.warmup, noise_mask=changed, detector=detector)
+    options = dict(mode="paper", alpha=args.alpha, warmup=args.warmup, noise_mask=changed, detector=detector)
     if method == "md-dyr-sh":  # the reference's MD-DYR-SH, its milestones as fractions of the run
         return [DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, **options)]
     if method == "md-dyr-sh-share":  # lnc's earlier reading: no mixing-only phase, loss weighed by input share
@@ -66,9 +78,16 @@ def callbacks(method, changed, args):
     return [DynamicBootstrapMixUp(bootstrap="hard" if method == "m-dyr-h" else "soft", **options)]
 
 
+def noisy_labels(y_train, noise, args):
+    """``(labels, changed)``: ``y_train`` with ``noise`` injected as ``args.noise_type`` says."""
+    if getattr(args, "noise_type", "symmetric") == "asymmetric":
+        return asymmetric_noise(y_train, noise, DIGIT_FLIPS, random_state=args.seed)
+    return symmetric_noise(y_train, noise, n_classes=10, random_state=args.seed)
+
+
 def run(method, noise, data, args):
     x_train, y_train, x_test, y_test = data
-    noisy, changed = symmetric_noise(y_train, noise, n_classes=10, random_state=args.seed)
+    noisy, changed = noisy_labels(y_train, noise, args)
     torch.manual_seed(args.seed)
     dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs, augment=not args.no_augment)
     learn = Learner(dls, small_cnn(x_train.shape[1]), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
@@ -78,13 +97,18 @@ def run(method, noise, data, args):
         warnings.simplefilter("ignore", UserWarning)
         learn.fit_one_cycle(args.epochs, args.lr)
     accuracies = [float(row[2]) for row in learn.recorder.values]
-    result = {"method": method, "noise": noise, "wrong_label_rate": float(changed.mean()),
+    result = {"method": method, "noise": noise, "noise_type": getattr(args, "noise_type", "symmetric"), "seed": args.seed,
+              "wrong_label_rate": float(changed.mean()),
               "last_acc": accuracies[-1], "best_acc": max(accuracies), "acc_per_epoch": accuracies,
               "seconds": time.perf_counter() - start}
     cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
     if cb is not None:
         result["auc_per_epoch"] = cb.history["auc"].round(4).tolist()
         result["noise_fraction_per_epoch"] = cb.history["noise_fraction"].round(4).tolist()
+        result["noise_rate_per_epoch"] = cb.history["noise_rate"].round(4).tolist()
+        result["tracked_epochs"] = cb.history["epoch"].astype(int).tolist()
+        if "bootstrap_scale" in cb.history:
+            result["bootstrap_scale_per_epoch"] = cb.history["bootstrap_scale"].round(3).tolist()
     # A network collapsing under heavy noise predicts few classes.
     with learn.no_bar():
         preds = learn.get_preds(dl=dls.valid)[0].argmax(dim=1)
@@ -124,8 +148,11 @@ def print_row(row):
 def write_tables(results, args, json_path):
     frame = pd.DataFrame(results)
     lines = [
-        f"Data: first {args.n_train} {args.dataset} training images (of {args.n_available}) with symmetric noise (rate r: that "
-        f"fraction relabelled uniformly, true class included), {args.n_test or 'all'} clean test images. Model: small CNN "
+        f"Data: first {args.n_train} {args.dataset} training images (of {args.n_available}) with "
+        + ("asymmetric noise (rate r: that fraction of the 2s, 3s, 5s, 6s and 7s flipped to 7, 8, 6, 5, 1), "
+           if getattr(args, "noise_type", "symmetric") == "asymmetric" else
+           "symmetric noise (rate r: that fraction relabelled uniformly, true class included), ")
+        + f"{args.n_test or 'all'} clean test images. Model: small CNN "
         f"(`examples/_images.py`); `fit_one_cycle({args.epochs}, {args.lr})` with Adam, batch {args.bs}, "
         f"{'no augmentation' if args.no_augment else 'random crop (pad 2) and flip'}; seed {args.seed} for every run. Mixup alpha {args.alpha} (one weight per batch "
         f"for M-DYR, fastai's per-sample max(lam, 1-lam) for MixUp); M-DYR warm-up {args.warmup} of the run, "
@@ -165,6 +192,7 @@ def main():
     parser.add_argument("--warmup", type=float, default=0.35)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.2, 0.5, 0.8, 0.9])
+    parser.add_argument("--noise-type", default="symmetric", choices=["symmetric", "asymmetric"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--detector-init", default="anchored", choices=sorted(DETECTOR_FITS),
                         help="the M-DYR runs' detector: the default (anchored), the paper's plain fit, or the k-means start")

@@ -32,8 +32,10 @@ def main():
     parser.add_argument("--n-train", type=int, default=10000, help="first N training images (0: all)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--bootstrap", default="soft", choices=["hard", "soft"])
-    parser.add_argument("--warmup", type=float, default=0.5, help="fraction of the run of plain mixup first")
+    parser.add_argument("--mode", default="lnc", choices=["lnc", "paper"], help="lnc's default mode or the paper's")
+    parser.add_argument("--bootstrap", default=None, choices=["hard", "soft"], help="default: the mode's (hard)")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="fraction of the run of plain mixup first (default: the mode's, 0.1 lnc, 0.35 paper)")
     parser.add_argument("--trace", default=None, help="save the per-epoch loss trace to this .npz")
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -47,7 +49,7 @@ def main():
     torch.manual_seed(args.seed)
     train_images = as_float_images(x_train)
     dls = image_dataloaders(train_images, noisy, as_float_images(x_test), y_test)
-    cb = DynamicBootstrapMixUp(bootstrap=args.bootstrap, warmup=args.warmup, noise_mask=changed,
+    cb = DynamicBootstrapMixUp(bootstrap=args.bootstrap, warmup=args.warmup, mode=args.mode, noise_mask=changed,
                                keep_trace=args.trace is not None, trace_probs=args.trace is not None)
     learn = Learner(dls, small_cnn(train_images.shape[1]), loss_func=CrossEntropyLossFlat(),
                     metrics=accuracy, cbs=cb)

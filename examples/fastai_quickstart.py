@@ -52,7 +52,7 @@ def train(method, dls, epochs, lr, seed, changed):
     callbacks = {
         "cross-entropy": [],
         "fastai MixUp": [MixUp(alpha=0.4)],
-        "DynamicBootstrapMixUp": [DynamicBootstrapMixUp(bootstrap="hard", noise_mask=changed)],
+        "DynamicBootstrapMixUp": [DynamicBootstrapMixUp(noise_mask=changed)],  # lnc's default mode
     }[method]
     learn = Learner(dls, network(), loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=callbacks)
     start = time.perf_counter()

@@ -97,6 +97,10 @@ def run_numbers(learn, seconds, args, changed, device, fp16, channels_last):
     cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
     if cb is not None and cb.epoch_records:
         result["noise_fraction_per_epoch"] = cb.history["noise_fraction"].round(4).tolist()
+        result["noise_rate_per_epoch"] = cb.history["noise_rate"].round(4).tolist()
+        result["tracked_epochs"] = cb.history["epoch"].astype(int).tolist()
+        if "bootstrap_scale" in cb.history:
+            result["bootstrap_scale_per_epoch"] = cb.history["bootstrap_scale"].round(3).tolist()
         if "auc" in cb.history:
             result["auc_per_epoch"] = cb.history["auc"].round(4).tolist()
     return result
@@ -163,7 +167,7 @@ def method_callbacks(args, changed):
     if args.method == "default":
         return [DynamicBootstrapMixUp(**recording)]
     warmup = paper_epochs(PAPER_WARMUP, args.epochs) if paper else args.warmup
-    options = dict(alpha=args.alpha, warmup=warmup, **recording)
+    options = dict(mode="paper", alpha=args.alpha, warmup=warmup, **recording)
     if args.method == "md-dyr-sh":
         if paper:  # the reference's epochs, scaled to this run
             options.update(mixing_only=paper_epochs(PAPER_BOOTSTRAP_SH, args.epochs) - warmup,

@@ -6,7 +6,10 @@ from typing import NamedTuple, Optional
 
 import torch
 
-__all__ = ["MixedBatch", "eval_mode", "mix_inputs", "plain", "check_targets"]
+__all__ = ["MixedBatch", "WEIGHT_CLIP", "eval_mode", "mix_inputs", "plain", "check_targets"]
+
+# The reference clips p(noisy) into this range before mixing and bootstrapping with it.
+WEIGHT_CLIP = (1e-4, 1 - 1e-4)
 
 
 class MixedBatch(NamedTuple):

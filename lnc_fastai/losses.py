@@ -108,12 +108,13 @@ def mixup_bootstrapping_loss(mixed_logits, labels_a, labels_b, targets_a, target
     return torch.lerp(loss_b, loss_a, _lerp_weight(lam, loss_a))
 
 
-def class_balance_regulariser(logits, prior=None):
+def class_balance_regulariser(logits, prior=None, check=True):
     """``R = sum_c p_c log(p_c / hbar_c)``: KL from the batch's mean prediction to a class prior.
 
     ``hbar_c`` is the mean softmax probability of class ``c`` over the batch; ``prior`` defaults
     to uniform. Added to the loss (weight eta = 1 in the paper) it keeps a network trained on
-    heavy noise from assigning every sample to one class. Returns a scalar.
+    heavy noise from assigning every sample to one class. Returns a scalar. ``check=False`` skips
+    checking the prior (which waits for the GPU): for a prior already known to be valid.
     """
     mean_probs = _log_probs(logits).exp().mean(dim=0)
     n_classes = mean_probs.shape[0]
@@ -121,7 +122,8 @@ def class_balance_regulariser(logits, prior=None):
         prior = torch.full_like(mean_probs, 1.0 / n_classes)
     else:
         prior = torch.as_tensor(prior, dtype=mean_probs.dtype, device=mean_probs.device)
-        if prior.shape != mean_probs.shape or (prior < 0).any() or not torch.isclose(prior.sum(), prior.new_tensor(1.0)):
+        if check and (prior.shape != mean_probs.shape or (prior < 0).any()
+                      or not torch.isclose(prior.sum(), prior.new_tensor(1.0))):
             raise ValueError(f"prior must be {n_classes} non-negative class probabilities summing to 1")
     # Classes the prior gives no mass contribute 0 (0 log 0 = 0).
     return torch.where(prior > 0, prior * (prior.log() - mean_probs.log()), torch.zeros_like(prior)).sum()

@@ -23,10 +23,12 @@ def detector_input(detector, losses):
     return losses
 
 
-def noisy_probability(detector, losses):
-    """p(noisy) of each loss under a fitted detector (column 1 of ``predict_proba``)."""
+def noisy_probability(detector, losses, labels=None):
+    """p(noisy) of each loss under a fitted detector (column 1 of ``predict_proba``), given the
+    samples' labels where there are some (lnc's detectors then scale it within each label)."""
     values = detector_input(detector, losses).reshape(-1, 1)
-    return np.asarray(detector.predict_proba(values))[:, 1]
+    probabilities = detector.predict_proba(values) if labels is None else detector.predict_proba(values, y=labels)
+    return np.asarray(probabilities)[:, 1]
 
 
 class PosteriorTable:

@@ -25,11 +25,14 @@ from .posterior_table import PosteriorTable
 __all__ = ["StateMixin", "save_checkpoint", "load_checkpoint", "SaveModelWithState", "state_path"]
 
 STATE_FORMAT = "lnc-callback-state/1"
-ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_")
+ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "target_average_", "_previous_flags")
+# lnc mode's memory of the run so far (plain numbers and strings)
+LNC_STATE = ("noise_regime_", "memorising_since_", "bootstrap_since_", "collapse_guard_", "widest_classes_",
+             "bootstrap_scale_", "alpha_", "light_rate_")
 
 
 # What the callback learns while training: put back after an ``lr_find`` (see ``StateMixin``).
-LEARNED = ("detector_", "table", "epoch_records", "trace", "failed_fits", "skipped_batches", *ARRAYS)
+LEARNED = ("detector_", "table", "epoch_records", "trace", "failed_fits", "skipped_batches", *ARRAYS, *LNC_STATE)
 
 
 class StateMixin:
@@ -47,13 +50,17 @@ class StateMixin:
             self.detector_, self.detector = state.get("detector"), None
         self.__dict__.setdefault("stack_y", False)
         self.__dict__.setdefault("noise_flags_", None)  # exported before the noise count
+        if "mode" not in state:  # exported before lnc's own mode: the paper's was the only one
+            self.__dict__.update(mode="paper", tracking_every=1, target_average_=None,
+                                 _per_sample=None, _previous_flags=None)
 
     def _snapshot(self):
-        return copy.deepcopy({name: getattr(self, name) for name in LEARNED})
+        return copy.deepcopy({name: getattr(self, name, None) for name in LEARNED})
 
     def _restore(self, snapshot):
         for name, value in snapshot.items():
             setattr(self, name, value)
+        self._per_sample = None  # the device copies are made again from the arrays
 
     def state_dict(self):
         """What the callback has learned, as NumPy arrays plus one JSON string: the fitted
@@ -72,6 +79,7 @@ class StateMixin:
             "failed_fits": self.failed_fits,
             "skipped_batches": self.skipped_batches,
             "table_max_loss": None if self.table is None else self.table.max_loss,
+            "lnc_state": {name: getattr(self, name, None) for name in LNC_STATE},
         }
         arrays = {"meta": np.array(json.dumps(meta))}
         arrays.update({name: getattr(self, name) for name in ARRAYS if getattr(self, name) is not None})
@@ -94,6 +102,10 @@ class StateMixin:
         self.failed_fits, self.skipped_batches = meta["failed_fits"], meta["skipped_batches"]
         for name in ARRAYS:
             setattr(self, name, arrays[name] if name in arrays else None)
+        for name, value in (meta.get("lnc_state") or {}).items():
+            if name in LNC_STATE and value is not None:
+                setattr(self, name, value)
+        self._per_sample = None
         self.table = None
         if meta["table_max_loss"] is not None:
             device = next(self.model.parameters()).device if getattr(self, "learn", None) is not None else "cpu"

@@ -6,6 +6,7 @@ calls them after every training epoch.
 """
 
 import copy
+import inspect
 import warnings
 from contextlib import nullcontext
 
@@ -21,20 +22,42 @@ from sklearn.metrics import roc_auc_score
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
 from lnc_sklearn.noise_rate import count_noise
 
-from .batches import check_targets, eval_mode, plain
+from .adaptive import class_prior, collapse_guard, effective_classes, memorisation, noise_regime, running_average
+from .batches import WEIGHT_CLIP, check_targets, eval_mode, plain
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
 
 __all__ = ["training_loader", "tracking_loader", "autocast_for", "per_sample_losses", "refit", "fitted_parameters",
-           "default_detector", "TrackingMixin"]
+           "default_detector", "epoch_indices", "TrackingMixin"]
 
 
-def default_detector():
-    """The detector the callback refits when given none: the paper's schedule with anchored
-    M-steps, p(noisy) read off the mixture (``rate_estimate="mixture"``), so that the training
-    weights are the ones the paper's methods were measured with. The noise count in the history
-    comes from the log-odds count all the same (:func:`lnc_sklearn.noise_rate.count_noise`)."""
-    return BetaMixtureNoiseDetector(rate_estimate="mixture")
+def default_detector(mode="paper"):
+    """The detector the callback refits when given none. Paper mode: the paper's schedule with
+    anchored M-steps, p(noisy) read off the mixture (``rate_estimate="mixture"``), so that the
+    training weights are the ones the paper's methods were measured with (the noise count in the
+    history comes from the log-odds count all the same, :func:`lnc_sklearn.noise_rate.count_noise`).
+    lnc mode: ``BetaMixtureNoiseDetector()``, whose p(noisy) averages its noise count."""
+    return BetaMixtureNoiseDetector() if mode == "lnc" else BetaMixtureNoiseDetector(rate_estimate="mixture")
+
+
+def epoch_indices(dl):
+    """The dataset indices of this epoch's samples in the order fastai's ``DataLoader`` drew them
+    (batch ``i`` holds entries ``i * bs`` to ``(i + 1) * bs``), or None where the loader does not
+    tell them (a plain PyTorch DataLoader, an iterable dataset). fastai keeps them, without a
+    public name, from the start of each iteration; reading them changes nothing."""
+    idxs = getattr(dl, "_DataLoader__idxs", None)
+    if not isinstance(idxs, (list, tuple, range, np.ndarray)) or len(idxs) == 0:
+        return None
+    idxs = np.asarray(idxs)
+    return idxs if idxs.dtype.kind in "iu" and idxs.ndim == 1 else None
+
+
+def _takes_labels(detector):
+    """Whether ``detector.predict_proba`` takes the given labels (``y``), as lnc's detectors do."""
+    try:
+        return "y" in inspect.signature(detector.predict_proba).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def training_loader(dls):
@@ -110,17 +133,19 @@ def per_sample_losses(learn, augmented=False, probabilities=False, bs=None):
     return tuple(values.get(name) for name in parts)
 
 
-def refit(detector, losses):
-    """Fit a copy of ``detector`` on ``losses``; return ``(candidate, problem)``, where
-    ``problem`` says why the fit is not usable (it raised, it degenerated, or its p(noisy) is
-    not finite or cannot tell samples apart), or is None. Warnings that are not the detector's
-    ``DegenerateFitWarning`` are passed on."""
+def refit(detector, losses, labels=None):
+    """Fit a copy of ``detector`` on ``losses`` (with the given ``labels`` where it takes them);
+    return ``(candidate, problem)``, where ``problem`` says why the fit is not usable (it
+    raised, it degenerated, or its p(noisy) is not finite or cannot tell samples apart), or is
+    None. Warnings that are not the detector's ``DegenerateFitWarning`` are passed on."""
     candidate = copy.deepcopy(detector)
+    labels = labels if labels is not None and _takes_labels(candidate) else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            candidate.fit(detector_input(candidate, losses).reshape(-1, 1))
-            p_noisy = noisy_probability(candidate, losses)
+            values = detector_input(candidate, losses).reshape(-1, 1)
+            candidate.fit(values) if labels is None else candidate.fit(values, labels)
+            p_noisy = noisy_probability(candidate, losses, labels)
         except Exception as error:  # any failure of any detector: training must go on
             return None, f"the detector's fit failed ({type(error).__name__}: {error})"
     for caught_warning in caught:  # pass on what is not ours to judge
@@ -162,9 +187,11 @@ class TrackingMixin:
     def per_sample_losses(self):
         """Cross-entropy of every training sample against its given label, in dataset order:
         ``(losses, labels, predictions, probabilities)``; see :func:`lnc_fastai.tracking.per_sample_losses`."""
-        return per_sample_losses(self.learn, self.augmented_tracking, self.trace_probs, self.tracking_bs)
+        lnc = self.mode == "lnc"  # its targets average the softmax
+        return per_sample_losses(self.learn, self.augmented_tracking, self.trace_probs or lnc, self.tracking_bs)
 
     def _track_and_refit(self):
+        lnc = self.mode == "lnc"
         losses, labels, predictions, probabilities = self.per_sample_losses()
         self.losses_, self.labels_, self.predictions_ = losses, labels, predictions
         finite = np.isfinite(losses)
@@ -176,8 +203,9 @@ class TrackingMixin:
                 stacklevel=2,
             )
         # Refit a copy of the last fit (a warm-starting detector goes on from it) or of the argument.
-        template = next((d for d in (self.detector_, self.detector) if d is not None), None) or default_detector()
-        candidate, problem = refit(template, losses[finite])
+        template = next((d for d in (self.detector_, self.detector) if d is not None), None) or default_detector(self.mode)
+        fit_labels = labels[finite] if lnc and _takes_labels(template) else None
+        candidate, problem = refit(template, losses[finite], fit_labels)
         if problem is None:
             self.detector_ = candidate
         else:  # keep training on the last good fit
@@ -189,16 +217,76 @@ class TrackingMixin:
                 return
         p_noisy = np.full(losses.shape, np.nan)
         if finite.any():
-            p_noisy[finite] = noisy_probability(self.detector_, losses[finite])
+            p_noisy[finite] = noisy_probability(self.detector_, losses[finite], fit_labels if problem is None else None)
         self.p_noisy_ = p_noisy
         device = next(self.model.parameters()).device
         self.table = PosteriorTable.from_detector(self.detector_, losses[finite].max(initial=0.0), self.table_size, device)
-        self._record_epoch(losses, p_noisy, probabilities, finite)
+        if lnc:
+            self._update_targets(probabilities, predictions, labels)
+        counted = lnc and problem is None and fit_labels is not None and getattr(self.detector_, "rate_estimate_used_", None) == "log-odds"
+        self._record_epoch(losses, p_noisy, probabilities, finite, self.detector_ if counted else None)
 
-    def _record_epoch(self, losses, p_noisy, probabilities, finite):
-        # the count within each given label; where the network disbelieves most samples, the
-        # detector's mean p(noisy) per label (NaNs for an epoch without a finite loss)
-        count = count_noise(losses[finite], self.labels_[finite], p_noisy[finite])
+    def _update_targets(self, probabilities, predictions, labels):
+        """lnc mode: the running average of each sample's softmax, the collapse guard, and the
+        device copies the next epochs' batches read (made on first use)."""
+        previous = self.target_average_
+        if previous is not None and previous.shape != probabilities.shape:  # other data than before
+            previous = None
+        self.target_average_ = running_average(previous, probabilities, self.target_momentum)
+        effective = effective_classes(predictions, probabilities.shape[1])
+        self.widest_classes_ = max(getattr(self, "widest_classes_", 0.0), effective)
+        self.collapse_guard_ = collapse_guard(effective, self.widest_classes_)
+        self._per_sample = None
+
+    def _update_regime(self, record, count):
+        """lnc mode: the noise regime the detector sees and, under heavy noise, whether the network
+        has started to memorise (which switches bootstrapping and strong mixup on for the rest of
+        the run)."""
+        previous = getattr(self, "_previous_flags", None)
+        signal = float("nan")
+        if previous is not None and previous.shape == self.noise_flags_.shape:
+            signal = memorisation(self.predictions_, self.labels_, previous)
+        self._previous_flags = self.noise_flags_.copy()
+        self.noise_regime_ = noise_regime(count["rate"], count["from_mixture"])
+        self.light_rate_ = float(count["rate"]) if self.noise_regime_ == "light" else 0.0
+        if (self.memorising_since_ is None and self.noise_regime_ == "heavy" and self.epoch + 1 >= self.warmup_epochs
+                and signal > self.memorisation_threshold):
+            self.memorising_since_ = self.epoch + 1
+        record.update(noise_regime=self.noise_regime_, memorisation=signal,
+                      memorising=self.memorising_since_ is not None)
+
+    def _device_state(self, device):
+        """lnc mode: the last pass's per-sample weights (p(noisy), clipped; a sample without a
+        finite loss counts as noisy), targets, labels and the labels' class prior on ``device``;
+        None before the first pass."""
+        state = self._per_sample
+        if state is not None and state["device"] == device:
+            return state
+        if self.p_noisy_ is None or self.target_average_ is None or self.labels_ is None:
+            return None
+        weights = np.clip(np.nan_to_num(self.p_noisy_, nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP)
+        targets = self.target_average_
+        n_classes = targets.shape[1]
+        if self.bootstrap == "hard":
+            targets = np.eye(n_classes, dtype=np.float32)[targets.argmax(axis=1)]
+        self._per_sample = {
+            "device": device,
+            "weights": torch.as_tensor(weights, dtype=torch.float32).to(device),
+            "targets": torch.as_tensor(targets, dtype=torch.float16).to(device),
+            "labels": torch.as_tensor(self.labels_, dtype=torch.long).to(device),
+            "prior": torch.as_tensor(class_prior(self.labels_, n_classes), dtype=torch.float32).to(device),
+        }
+        return self._per_sample
+
+    def _record_epoch(self, losses, p_noisy, probabilities, finite, counted=None):
+        if counted is not None:  # lnc mode: the detector counted within each label as it was fitted
+            flags = counted.predict(detector_input(counted, losses[finite]).reshape(-1, 1), y=self.labels_[finite])
+            count = {"flags": flags.astype(bool), "rate": float(counted.noise_rate_),
+                     "separation": counted.noise_separation_, "from_mixture": float(counted.noise_from_mixture_ or 0.0)}
+        else:
+            # the count within each given label; where the network disbelieves most samples, the
+            # detector's mean p(noisy) per label (NaNs for an epoch without a finite loss)
+            count = count_noise(losses[finite], self.labels_[finite], p_noisy[finite])
         self.noise_flags_ = np.zeros(losses.size, dtype=bool)
         self.noise_flags_[finite] = count["flags"]
         record = {
@@ -208,6 +296,11 @@ class TrackingMixin:
             "noise_from_mixture": count["from_mixture"],
             "noise_fraction": float(np.nanmean(p_noisy)),
         }
+        if self.mode == "lnc":
+            self._update_regime(record, count)
+            record["bootstrap_scale"] = float(self.bootstrap_scale_)  # what the epoch just trained used
+            record["collapse_guard"] = float(self.collapse_guard_)  # a factor on the next epochs' scale
+            record["classes_predicted"] = int(np.unique(self.predictions_).size)
         if self.noise_mask is not None:
             finite = np.isfinite(p_noisy)
             mask = self.noise_mask[finite]
@@ -217,7 +310,7 @@ class TrackingMixin:
         if self.keep_trace:
             self.trace["losses"].append(losses.astype(np.float32))
             self.trace["p_noisy"].append(p_noisy.astype(np.float32))
-            if probabilities is not None:
+            if self.trace_probs and probabilities is not None:
                 self.trace["probs"].append(probabilities)
 
     def _last_noise_rate(self):

@@ -49,7 +49,7 @@ def learner():
     dls = datasets.dataloaders(bs=16, num_workers=0, device="cpu")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(N_FEATURES, 16), nn.ReLU(), nn.Linear(16, N_CLASSES))
-    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=flip[:N_TRAIN].numpy())
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, noise_mask=flip[:N_TRAIN].numpy())
     # GlooBroadcast: fastai's DistributedDL broadcasts on CUDA, which gloo on a CPU cannot.
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=[cb, GlooBroadcast()]), cb
 

@@ -97,7 +97,7 @@ def quiet_fit(learn, epochs=2, lr=1e-2):
 
 def test_per_sample_losses_in_dataset_order_and_unaugmented():
     x, _, noisy, _ = make_data()
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = fastai_learner(cb)
     quiet_fit(learn)
     learn.model.eval()
@@ -108,7 +108,7 @@ def test_per_sample_losses_in_dataset_order_and_unaugmented():
     np.testing.assert_array_equal(cb.labels_, noisy[:N_TRAIN].numpy())
     assert cb.report()["item"].tolist() == list(range(N_TRAIN))  # the Datasets' items: sample indices
 
-    augmented = DynamicBootstrapMixUp(warmup=1, augmented_tracking=True)
+    augmented = DynamicBootstrapMixUp(mode="paper", warmup=1, augmented_tracking=True)
     learn = fastai_learner(augmented)
     quiet_fit(learn)
     learn.model.eval()
@@ -138,7 +138,7 @@ class CountForwards:
 
 
 def test_one_gradient_free_eval_forward_per_batch_after_warmup():
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = fastai_learner(cb)
     counter = CountForwards(learn)
     with learn.no_bar(), learn.no_logging():
@@ -151,7 +151,7 @@ def test_one_gradient_free_eval_forward_per_batch_after_warmup():
 
 
 def test_unmixed_forward_leaves_batchnorm_statistics_and_modes_alone():
-    cb = DynamicBootstrapMixUp(warmup=0)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=0)
     learn = tensor_learner(cb)
     quiet_fit(learn, epochs=1)
     xb = (torch.randn(8, N_FEATURES),)
@@ -184,7 +184,7 @@ class RecordLossFunc(Callback):
 
 @pytest.mark.parametrize("exception", [CancelFitException, CancelTrainException])
 def test_loss_function_restored_after_fit_and_on_cancel(exception):
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = fastai_learner(cb)
     original, metrics = learn.loss_func, list(learn.metrics)
     recorder = RecordLossFunc()
@@ -198,7 +198,7 @@ def test_loss_function_restored_after_fit_and_on_cancel(exception):
 
 def test_refits_detector_every_epoch_and_shows_noise_columns():
     _, _, _, mask = make_data()
-    cb = DynamicBootstrapMixUp(warmup=0.5, noise_mask=mask)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=0.5, noise_mask=mask)
     learn = tensor_learner(cb)
     learn.metrics = accuracy
     quiet_fit(learn, epochs=4, lr=3e-2)
@@ -229,7 +229,7 @@ def test_refits_detector_every_epoch_and_shows_noise_columns():
 
 def test_report_one_row_per_sample_in_dataset_order():
     x, _, noisy, mask = make_data()
-    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=mask)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, noise_mask=mask)
     learn = tensor_learner(cb)
     quiet_fit(learn)
     report = cb.report()
@@ -248,7 +248,7 @@ def test_report_one_row_per_sample_in_dataset_order():
 
 
 def test_mixed_precision_runs():
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = fastai_learner(cb).to_fp16()
     quiet_fit(learn)
     assert np.isfinite(cb.losses_).all() and len(cb.history) == 2
@@ -257,7 +257,7 @@ def test_mixed_precision_runs():
 
 def test_export_and_load_learner(tmp_path):
     x, *_ = make_data()
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = fastai_learner(cb)
     quiet_fit(learn)
     learn.path = tmp_path
@@ -275,7 +275,7 @@ def test_export_and_load_learner(tmp_path):
 
 def test_trace_file(tmp_path):
     _, _, noisy, mask = make_data()
-    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=mask, keep_trace=True, trace_probs=True)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, noise_mask=mask, keep_trace=True, trace_probs=True)
     learn = tensor_learner(cb)
     quiet_fit(learn, epochs=3)
     path = cb.save_trace(tmp_path / "trace")
@@ -290,11 +290,11 @@ def test_trace_file(tmp_path):
 
 def test_the_detector_argument_is_left_as_given():
     given = BetaMixtureNoiseDetector(max_iter=20)
-    cb = DynamicBootstrapMixUp(warmup=1, detector=given)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, detector=given)
     quiet_fit(tensor_learner(cb))
     assert cb.detector is given and not hasattr(given, "alphas_")  # never fitted itself
     assert cb.detector_ is not given and cb.detector_.max_iter == 20 and hasattr(cb.detector_, "alphas_")
-    default = DynamicBootstrapMixUp(warmup=1)
+    default = DynamicBootstrapMixUp(mode="paper", warmup=1)
     quiet_fit(tensor_learner(default))
     assert default.detector is None and isinstance(default.detector_, BetaMixtureNoiseDetector)
 
@@ -309,7 +309,7 @@ def test_failing_detector_fit_keeps_previous_fit():
                 raise ValueError("synthetic failure")
             return super().fit(X, y)
 
-    cb = DynamicBootstrapMixUp(warmup=1, detector=FailsSecondTime(warm_start=True))
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, detector=FailsSecondTime(warm_start=True))
     learn = tensor_learner(cb)
     with pytest.warns(RuntimeWarning, match="synthetic failure.*keeping the previous fit"):
         quiet_fit(learn, epochs=3)
@@ -339,7 +339,7 @@ def test_posterior_table_matches_detector():
 
 
 def test_confidence_detector_is_given_probabilities():
-    cb = DynamicBootstrapMixUp(warmup=1, detector=BetaMixtureNoiseDetector(input_type="confidence"))
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, detector=BetaMixtureNoiseDetector(input_type="confidence"))
     learn = tensor_learner(cb)
     quiet_fit(learn)
     report = cb.report()
@@ -352,7 +352,7 @@ def test_warmup_and_mixing_helpers():
     assert _epochs(0.35, 300) == 105 and _epochs(3, 10) == 3
     for bad in (-1, 1.5, "2", True):
         with pytest.raises(ValueError, match="warmup must be"):
-            DynamicBootstrapMixUp(warmup=bad)
+            DynamicBootstrapMixUp(mode="paper", warmup=bad)
     floats, codes = torch.tensor([[0.0], [10.0]]), torch.tensor([[1], [2]])
     partner = torch.tensor([1, 0])
     mixed_floats, mixed_codes = mix_inputs((floats, codes), partner, 0.7)
@@ -371,11 +371,11 @@ def test_warmup_and_mixing_helpers():
 ])
 def test_bad_options_say_what_is_accepted(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        DynamicBootstrapMixUp(**kwargs)
+        DynamicBootstrapMixUp(mode="paper", **kwargs)
 
 
 def test_noise_mask_length_checked():
-    learn = tensor_learner(DynamicBootstrapMixUp(noise_mask=np.zeros(5, bool)))
+    learn = tensor_learner(DynamicBootstrapMixUp(mode="paper", noise_mask=np.zeros(5, bool)))
     with pytest.raises(ValueError, match="noise_mask has 5 entries but the training set has 200"):
         quiet_fit(learn, epochs=1)
 
@@ -396,7 +396,7 @@ class RecordBatches(Callback):
 
 def test_md_dyr_sh_mixes_by_the_detector_and_sharpens_its_targets():
     set_seed(0)
-    cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, warmup=1, sharpening=(1, 3))
+    cb = DynamicBootstrapMixUp(mode="paper", bootstrap="soft-to-hard", detector_mixing=True, warmup=1, sharpening=(1, 3))
     probe = RecordBatches()
     learn = tensor_learner([cb, probe])
     quiet_fit(learn, epochs=4)
@@ -477,7 +477,7 @@ def test_md_dyr_sh_is_the_reference_loss_and_phases_by_hand():
     """Epoch 0 plain mixup, epoch 1 detector mixing with mixup's loss, epochs 2-4 soft-to-hard
     bootstrapping with the partners weighed 0.5 / 0.5, sharpening over epochs 2 -> 4."""
     set_seed(0)
-    cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, warmup=1, mixing_only=1, sharpening=(2, 4))
+    cb = DynamicBootstrapMixUp(mode="paper", bootstrap="soft-to-hard", detector_mixing=True, warmup=1, mixing_only=1, sharpening=(2, 4))
     reference = ReferenceMdDyrSh()
     learn = tensor_learner([cb, reference])
     quiet_fit(learn, epochs=5)
@@ -493,7 +493,7 @@ def test_md_dyr_sh_milestones_scale_with_the_run():
     the sharpening starts with bootstrapping all the same."""
     for n_epoch, warmup, expected in ((300, 0.35, (105, 110, (110, 198))), (30, 0.35, (10, 11, (11, 20))),
                                       (6, 0.35, (2, 2, (2, 4))), (300, 0.5, (150, 155, (155, 243)))):
-        cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, warmup=warmup)
+        cb = DynamicBootstrapMixUp(mode="paper", bootstrap="soft-to-hard", detector_mixing=True, warmup=warmup)
         cb.n_epoch, cb.learn = n_epoch, tensor_learner([])
         cb.before_fit()
         assert (cb.warmup_epochs, cb.bootstrap_epoch, cb.sharpening_epochs) == expected
@@ -505,11 +505,11 @@ def test_md_dyr_sh_milestones_scale_with_the_run():
 def test_bad_sharpening_says_what_is_accepted():
     for bad in ((5, 2), (0.2,), "early", (0.5, 1.5)):
         with pytest.raises(ValueError, match="sharpening must"):
-            DynamicBootstrapMixUp(sharpening=bad)
+            DynamicBootstrapMixUp(mode="paper", sharpening=bad)
 
 
 def test_sharpening_that_ends_before_it_starts_in_this_run_stops_before_training():
-    cb = DynamicBootstrapMixUp(sharpening=(3, 0.1))  # epoch 3 to a tenth of a 4-epoch run
+    cb = DynamicBootstrapMixUp(mode="paper", sharpening=(3, 0.1))  # epoch 3 to a tenth of a 4-epoch run
     learn = tensor_learner(cb)
     with pytest.raises(ValueError, match=r"in a run of 4 epochs is epochs \(3, 0\)"):
         quiet_fit(learn, epochs=4)

@@ -26,7 +26,7 @@ def seeded_and_closed():
 
 def test_report_has_ranks_history_and_cleanlabs_columns():
     mask = make_data()[3]
-    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=mask, keep_trace=True, trace_probs=True)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, noise_mask=mask, keep_trace=True, trace_probs=True)
     quiet_fit(tensor_learner(cb), epochs=3)
     report = cb.report()
     probs = cb.trace["probs"][-1].astype(np.float64)
@@ -45,7 +45,7 @@ def test_report_has_ranks_history_and_cleanlabs_columns():
 
 def test_mixture_and_history_plots_from_the_callback(tmp_path):
     mask = make_data()[3]
-    cb = DynamicBootstrapMixUp(warmup=1, noise_mask=mask)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, noise_mask=mask)
     quiet_fit(tensor_learner(cb), epochs=2)
     fig = cb.plot_mixture(path=tmp_path / "mixture.png")
     assert {"clean component", "noisy component", "mixture"} <= {line.get_label() for line in fig.axes[0].get_lines()}
@@ -56,7 +56,7 @@ def test_mixture_and_history_plots_from_the_callback(tmp_path):
 
 
 def test_samples_that_are_not_images_need_a_show_function():
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = tensor_learner(cb)
     quiet_fit(learn, epochs=2)
     with pytest.raises(TypeError, match="pass show="):
@@ -121,7 +121,7 @@ def test_image_files_report_and_top_suspects_grid(digit_files, tmp_path):
     )
     items = [str(path) for path in dls.train.items]
     mask = np.array([path.rsplit("/", 1)[-1] in truly_wrong for path in items])
-    cb = DynamicBootstrapMixUp(warmup=2, noise_mask=mask)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=2, noise_mask=mask)
     learn = Learner(dls, model, metrics=accuracy, cbs=cb)
     quiet_fit(learn, epochs=3, lr=1e-2)
 

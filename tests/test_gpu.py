@@ -94,7 +94,7 @@ class ForwardLog(Callback):
 
 @pytest.mark.parametrize("amp", AMP)
 def test_every_forward_runs_under_autocast_channels_last_on_the_gpu(amp):
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     log = ForwardLog()
     learn = learner([cb, log], amp)
     fit(learn)
@@ -175,8 +175,8 @@ def count_syncs(make_cbs, amp, epochs=2):
 
 VARIANTS = {
     "fastai MixUp": lambda: [MixUp(alpha=32.0)],
-    "M-DYR-H (DynamicBootstrapMixUp)": lambda: [DynamicBootstrapMixUp(warmup=1)],
-    "MD-DYR-SH": lambda: [DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, warmup=1, mixing_only=0)],
+    "M-DYR-H (DynamicBootstrapMixUp)": lambda: [DynamicBootstrapMixUp(mode="paper", warmup=1)],
+    "MD-DYR-SH": lambda: [DynamicBootstrapMixUp(mode="paper", bootstrap="soft-to-hard", detector_mixing=True, warmup=1, mixing_only=0)],
 }
 
 
@@ -226,7 +226,7 @@ def test_md_dyr_sh_is_the_reference_on_the_gpu():
     from test_callback import ReferenceMdDyrSh
 
     set_seed(0)
-    cb = DynamicBootstrapMixUp(bootstrap="soft-to-hard", detector_mixing=True, warmup=1, mixing_only=1, sharpening=(2, 4))
+    cb = DynamicBootstrapMixUp(mode="paper", bootstrap="soft-to-hard", detector_mixing=True, warmup=1, mixing_only=1, sharpening=(2, 4))
     reference = ReferenceMdDyrSh()
     dls = tensor_dataloaders(*synthetic(), bs=64, device="cuda")
     learn = Learner(dls, small_cnn(3), loss_func=CrossEntropyLossFlat(), cbs=[cb, reference])
@@ -239,7 +239,7 @@ def test_md_dyr_sh_is_the_reference_on_the_gpu():
 def test_a_nan_batch_is_skipped_on_the_gpu(amp):
     from test_reliability import PoisonBatch, _weights_finite
 
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = learner([cb, PoisonBatch(epoch=1, batch=3)], amp)
     with pytest.warns(RuntimeWarning, match="epoch 1, batch 3: the training loss is not finite"):
         fit(learn)

@@ -24,7 +24,7 @@ def test_smoke_run_writes_every_result(tmp_path):
     assert log.count("- exit 0,") == 3, log
     assert "passed" in (out / "gpu_tests.txt").read_text()
     overhead = (out / "callback_overhead_cifar10_gpu.md").read_text()
-    assert all(f"| {name} |" in overhead for name in ("fastai MixUp", "DynamicBootstrapMixUp", "reference-style"))
+    assert all(f"| {name} |" in overhead for name in ("fastai MixUp", "M-DYR-H (paper preset)", "DynamicBootstrapMixUp()", "reference-style"))
     table = (out / "cifar10_gpu.md").read_text()
     for name in ("cross-entropy", "fastai MixUp", "M-DYR-H", "DynamicBootstrapMixUp()"):
         assert f"| {name} | 0." in table, table  # an accuracy for every method

@@ -40,7 +40,7 @@ def _weights_finite(learn):
 
 
 def test_a_nan_batch_is_skipped_and_never_steps_the_optimizer():
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = tensor_learner(cb)
     learn.add_cb(PoisonBatch(epoch=1, batch=2))
     with pytest.warns(RuntimeWarning, match="epoch 1, batch 2: the training loss is not finite.*skipped"):
@@ -98,7 +98,7 @@ class FailsAt(BetaMixtureNoiseDetector):
 )
 def test_a_failed_or_degenerate_fit_keeps_the_previous_one(how, reason):
     FailsAt.calls = 0
-    cb = DynamicBootstrapMixUp(warmup=1, detector=FailsAt(how=how, at=2))
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, detector=FailsAt(how=how, at=2))
     learn = tensor_learner(cb)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -116,7 +116,7 @@ def test_a_failed_or_degenerate_fit_keeps_the_previous_one(how, reason):
 
 def test_non_finite_per_sample_losses_are_reported_and_left_out():
     x, _, noisy, _ = make_data()
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = tensor_learner(cb)
     learn.dls.train.dataset[5] = (torch.full_like(x[5], float("nan")), noisy[5])  # one corrupt sample
     with pytest.warns(RuntimeWarning, match="1 of 200 per-sample losses are not finite; they are left out"):
@@ -147,7 +147,7 @@ class StopAfter(Callback):
 
 
 def _run(tmp_path, cbs, make_detector=BetaMixtureNoiseDetector, **fit_kwargs):
-    cb = DynamicBootstrapMixUp(warmup=1, detector=make_detector())
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, detector=make_detector())
     learn = tensor_learner([cb, SeedEveryEpoch(), *cbs])
     learn.path, learn.model_dir = tmp_path, "models"
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
@@ -167,7 +167,7 @@ def test_resume_from_a_checkpoint_gives_the_same_detector(tmp_path, detector):
     save_checkpoint(stopped_learn, "checkpoint")  # model, optimizer and the callback's state beside them
     assert (tmp_path / "models" / "checkpoint.dynamic_bootstrap_mix_up.npz").exists()
 
-    cb = DynamicBootstrapMixUp(warmup=1, detector=make())
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, detector=make())
     learn = tensor_learner([cb, SeedEveryEpoch()])
     learn.path, learn.model_dir = tmp_path, "models"
     load_checkpoint(learn, "checkpoint")
@@ -189,7 +189,7 @@ def test_resume_would_differ_without_the_state(tmp_path):
     stopped_learn, _ = _run(tmp_path, [StopAfter(epoch=1)])
     save_checkpoint(stopped_learn, "checkpoint")
     (tmp_path / "models" / "checkpoint.dynamic_bootstrap_mix_up.npz").unlink()
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     learn = tensor_learner([cb, SeedEveryEpoch()])
     learn.path, learn.model_dir = tmp_path, "models"
     with pytest.warns(RuntimeWarning, match="no dynamic_bootstrap_mix_up state beside"):
@@ -236,7 +236,7 @@ def test_state_files_are_checked_and_never_unpickled(tmp_path):
 def test_lr_find_leaves_the_callback_as_it_was():
     """fastai's lr_find trains a few epochs and loads the model back; the callback's detector,
     table and history go back too, so the real fit starts from scratch."""
-    cb = DynamicBootstrapMixUp(warmup=0)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=0)
     learn = tensor_learner(cb)
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -251,7 +251,7 @@ def test_a_callback_exported_before_detector_was_split_loads():
     into the current layout."""
     import pickle
 
-    cb = DynamicBootstrapMixUp(warmup=1)
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     quiet_fit(tensor_learner(cb))
     fitted = cb.detector_
     cb.__dict__["detector"] = cb.__dict__.pop("detector_")

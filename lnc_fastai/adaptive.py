@@ -1,0 +1,98 @@
+"""The maths of lnc's own training mode (``DynamicBootstrapMixUp()``), in plain NumPy.
+
+The paper's methods bootstrap from one forward of the un-mixed batch and weigh each sample by a
+mixture's p(noisy) after a fixed warm-up. lnc's mode instead takes both from the per-epoch pass
+over the training set, which already computes every sample's prediction in dataset order:
+
+- the bootstrapping target of a sample is a running average of its softmax over epochs (as the
+  temporal ensembles of ELR and SAT), so that one bad epoch cannot flip it;
+- its weight is the detector's p(noisy) scaled to the detector's noise count (0 where it finds
+  none: then the loss is plain mixup), times a ramp that starts bootstrapping gently, times a
+  collapse guard that backs off when the network's predictions crowd into fewer classes than
+  they did before (what the class-balance regulariser does not see when the batch's mean
+  softmax stays uniform while every argmax is the same).
+
+Where the network disbelieves most labels (heavy noise), bootstrapping from its own predictions
+can lock in its early mistakes, and a short or augmented schedule does not memorise the wrong
+labels anyway: there lnc's mode stays plain mixup until the network starts to predict the labels
+it disbelieved one pass before (:func:`memorisation`), and only then bootstraps, with the paper's
+strong mixup.
+
+Nothing here imports torch or fastai.
+"""
+
+import numpy as np
+
+__all__ = ["running_average", "effective_classes", "collapse_guard", "ramp", "class_prior", "memorisation", "noise_regime"]
+
+
+def running_average(average, probabilities, momentum):
+    """``momentum * average + (1 - momentum) * probabilities``, row by row; the first epoch
+    (``average`` None) starts at ``probabilities``. Returns float32."""
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if average is None:
+        return probabilities.copy()
+    average = np.asarray(average, dtype=np.float32)
+    if average.shape != probabilities.shape:
+        raise ValueError(f"the running average has shape {average.shape} but this epoch's outputs {probabilities.shape}")
+    return momentum * average + (1 - momentum) * probabilities
+
+
+def effective_classes(classes, n_classes):
+    """How many classes ``classes`` (integer class indices) spread over: ``exp`` of the entropy
+    of their histogram; ``n_classes`` for an even spread, 1 when all are one class."""
+    counts = np.bincount(np.asarray(classes, dtype=np.int64).ravel(), minlength=n_classes).astype(np.float64)
+    if counts.sum() == 0:
+        return float("nan")
+    share = counts[counts > 0] / counts.sum()
+    return float(np.exp(-(share * np.log(share)).sum()))
+
+
+def collapse_guard(effective, widest, low=0.5, high=0.8):
+    """A factor in [0, 1] on the bootstrapping weights from how widely the network's predictions
+    on the training set spread now (``effective``, :func:`effective_classes`) against the widest
+    they have spread in this run (``widest``): 1 down to ``high`` times it, 0 at ``low`` times
+    or less, linear between. A network that is still narrow early on is not held back; one
+    whose predictions crowd into fewer classes than before is."""
+    if not 0 <= low < high:
+        raise ValueError(f"need 0 <= low < high, got low={low!r}, high={high!r}")
+    if not (np.isfinite(effective) and np.isfinite(widest) and widest > 0):
+        return 0.0
+    return float(np.clip((effective / widest - low) / (high - low), 0.0, 1.0))
+
+
+def ramp(epoch, start, length):
+    """0 before ``start``, then rising linearly to 1 over ``length`` epochs (1 at once for a
+    length of 0): ``min(1, (epoch - start + 1) / (length + 1))``."""
+    if epoch < start:
+        return 0.0
+    return float(min(1.0, (epoch - start + 1) / (length + 1)))
+
+
+def class_prior(labels, n_classes):
+    """The given labels' class frequencies: the prior of lnc's class-balance regulariser, so that
+    imbalanced data are not pushed towards uniform predictions."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=n_classes).astype(np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def memorisation(predictions, labels, flagged):
+    """The share of the samples ``flagged`` as mislabelled one pass ago that the network now
+    predicts as their given label: near chance while it does not fit the labels it disbelieves,
+    rising as it memorises them. NaN without flagged samples."""
+    flagged = np.asarray(flagged, dtype=bool)
+    if not flagged.any():
+        return float("nan")
+    return float(np.mean(np.asarray(predictions)[flagged] == np.asarray(labels)[flagged]))
+
+
+def noise_regime(rate, from_mixture):
+    """``"none"`` (the detector counts no wrong labels), ``"light"`` (it counts some, among labels
+    the network mostly believes) or ``"heavy"`` (the network disbelieves most labels: the rate is
+    the mixture's)."""
+    if from_mixture:
+        return "heavy"
+    return "light" if rate > 0 else "none"
+

@@ -1,0 +1,251 @@
+"""lnc's own training mode, ``DynamicBootstrapMixUp()``: its maths, its presets, and that each
+batch reads its weights and targets from the per-epoch pass by sample index, with no extra forward."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from fastai.basics import Callback, CrossEntropyLossFlat, Datasets, Learner, TensorCategory
+from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
+from fastai.data.load import DataLoader
+from fastai.torch_core import set_seed
+from torch import nn
+
+from lnc_fastai import DynamicBootstrapMixUp
+from lnc_fastai.adaptive import (
+    class_prior,
+    collapse_guard,
+    effective_classes,
+    memorisation,
+    noise_regime,
+    ramp,
+    running_average,
+)
+from lnc_fastai.batches import WEIGHT_CLIP
+from lnc_fastai.tracking import epoch_indices
+
+N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    set_seed(0)
+
+
+# ---- the maths ------------------------------------------------------------------------------
+def test_running_average_starts_at_the_first_epoch_and_weighs_later_ones():
+    first = np.array([[1.0, 0.0], [0.5, 0.5]])
+    average = running_average(None, first, 0.7)
+    assert np.array_equal(average, first) and average.dtype == np.float32
+    second = running_average(average, np.array([[0.0, 1.0], [0.5, 0.5]]), 0.7)
+    assert np.allclose(second, [[0.7, 0.3], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="momentum"):
+        running_average(None, first, 1.0)
+    with pytest.raises(ValueError, match="shape"):
+        running_average(average, np.ones((3, 2)), 0.5)
+
+
+def test_effective_classes_counts_an_even_spread_fully_and_one_class_once():
+    assert effective_classes(np.arange(10) % 5, 5) == pytest.approx(5.0)
+    assert effective_classes(np.zeros(7, int), 5) == pytest.approx(1.0)
+    assert 1 < effective_classes([0, 0, 0, 1], 2) < 2
+
+
+def test_collapse_guard_backs_off_as_predictions_narrow():
+    assert collapse_guard(10.0, 10.0) == 1.0
+    assert collapse_guard(8.0, 10.0) == pytest.approx(1.0)
+    assert collapse_guard(6.5, 10.0) == pytest.approx(0.5)
+    assert collapse_guard(2.0, 10.0) == 0.0  # the CIFAR-10 collapse: a few classes left
+    assert collapse_guard(float("nan"), 10.0) == 0.0
+    with pytest.raises(ValueError):
+        collapse_guard(1.0, 1.0, low=0.9, high=0.5)
+
+
+def test_ramp_rises_from_its_start():
+    assert [ramp(e, 2, 3) for e in range(7)] == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert ramp(5, 5, 0) == 1.0
+
+
+def test_class_prior_is_the_label_frequencies():
+    assert np.allclose(class_prior([0, 0, 1, 2], 4), [0.5, 0.25, 0.25, 0.0])
+
+
+def test_memorisation_is_the_share_of_flagged_samples_predicted_as_their_label():
+    labels = np.array([0, 1, 2, 0, 1])
+    predictions = np.array([0, 2, 2, 1, 1])
+    flagged = np.array([False, True, True, True, False])
+    assert memorisation(predictions, labels, flagged) == pytest.approx(1 / 3)
+    assert np.isnan(memorisation(predictions, labels, np.zeros(5, bool)))
+
+
+def test_noise_regime():
+    assert noise_regime(0.0, 0.0) == "none"
+    assert noise_regime(0.05, 0.0) == "light"
+    assert noise_regime(0.4, 1.0) == "heavy"
+
+
+# ---- construction ---------------------------------------------------------------------------
+def test_no_arguments_is_lncs_mode_and_the_presets_are_the_papers():
+    default = DynamicBootstrapMixUp()
+    assert (default.mode, default.bootstrap, default.alpha, default.warmup) == ("lnc", "hard", 0.4, 0.1)
+    m_dyr_h = DynamicBootstrapMixUp.preset("m-dyr-h")
+    assert (m_dyr_h.mode, m_dyr_h.bootstrap, m_dyr_h.alpha, m_dyr_h.warmup) == ("paper", "hard", 32.0, 0.35)
+    assert DynamicBootstrapMixUp.preset("m-dyr-s").bootstrap == "soft"
+    sh = DynamicBootstrapMixUp.preset("md-dyr-sh", warmup=3)
+    assert (sh.bootstrap, sh.detector_mixing, sh.warmup) == ("soft-to-hard", True, 3)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        DynamicBootstrapMixUp.preset("m-dyr-x")
+    with pytest.raises(ValueError, match="MD-DYR-SH"):
+        DynamicBootstrapMixUp(detector_mixing=True)
+    for bad in ({"mode": "fast"}, {"strong_alpha": 0}, {"memorisation_threshold": 0}, {"target_momentum": 1.0},
+                {"tracking_every": 0}, {"ramp": -1}):
+        with pytest.raises(ValueError):
+            DynamicBootstrapMixUp(**bad)
+
+
+# ---- batches read by index ------------------------------------------------------------------
+def test_epoch_indices_are_the_order_fastai_drew_the_samples_in():
+    dl = DataLoader(list(range(50)), bs=8, shuffle=True, drop_last=True)
+    for _ in range(2):
+        for i, batch in enumerate(dl):
+            assert batch.tolist() == epoch_indices(dl)[i * 8 : (i + 1) * 8].tolist()
+    assert epoch_indices(torch.utils.data.DataLoader(list(range(5)))) is None
+
+
+def indexed_learner(cb, bs=32, noise=0.3):
+    """Features whose last column is the sample's index, so a test can see which samples a batch holds."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(N_TRAIN + N_VALID, N_FEATURES, generator=generator)
+    x[:, -1] = torch.arange(N_TRAIN + N_VALID).float()
+    truth = x[:, :N_CLASSES].argmax(dim=1)
+    noisy = truth.clone()
+    flip = torch.rand(N_TRAIN + N_VALID, generator=generator) < noise
+    flip[N_TRAIN:] = False
+    noisy[flip] = (truth[flip] + 1) % N_CLASSES
+    splits = [list(range(N_TRAIN)), list(range(N_TRAIN, N_TRAIN + N_VALID))]
+    datasets = Datasets(range(N_TRAIN + N_VALID), tfms=[[lambda i: x[i]], [lambda i: TensorCategory(noisy[i])]], splits=splits)
+    dls = datasets.dataloaders(bs=bs, drop_last=True)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, N_CLASSES))
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cb)
+
+
+class BootstrapFromEpochOne(DynamicBootstrapMixUp):
+    """lnc's mode with bootstrapping forced on from the second epoch, whatever the detector says."""
+
+    def _set_lnc_epoch(self):
+        super()._set_lnc_epoch()
+        if self.epoch >= 1:
+            self.bootstrap_scale_ = 0.5
+
+
+class SeeBatches(Callback):
+    """Before the callback: the batch's sample indices; after it: what it decided."""
+
+    order = 0
+
+    def __init__(self, cb):
+        self.cb, self.seen, self.forwards = cb, [], 0
+
+    def before_batch(self):
+        if self.training:
+            self.indices = self.xb[0][:, -1].long().clone()
+
+    def after_pred(self):
+        if self.training and self.cb._batch is not None and self.cb._batch.weights is not None:
+            self.seen.append((self.indices, self.cb._batch.weights.clone(), self.cb._batch.targets.clone()))
+
+
+def test_batches_read_weights_and_targets_by_index_without_an_extra_forward():
+    cb = BootstrapFromEpochOne(warmup=0)
+    learn = indexed_learner(cb)
+    seen = SeeBatches(cb)
+    learn.add_cb(seen)
+    forwards = []
+    learn.model.register_forward_hook(lambda module, inputs, output: forwards.append(module.training))
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(2, 1e-2)
+    assert len(seen.seen) == len(learn.dls.train)  # the second epoch bootstrapped every batch
+    # the second epoch's batches read the first epoch's pass (the state the first pass left)
+    first_p, first_targets = cb.trace_first_p, cb.trace_first_targets
+    for indices, weights, targets in seen.seen:
+        expected = np.clip(np.nan_to_num(first_p[indices.numpy()], nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP) * 0.5
+        assert np.allclose(weights.numpy(), expected, atol=1e-6)
+        assert torch.equal(targets.argmax(1), torch.as_tensor(first_targets[indices.numpy()].argmax(1)))
+        assert torch.all(targets.sum(1) == 1)  # hard targets: one-hot of the running average's argmax
+    # forwards: training batches in train mode, and per epoch the tracking pass and validation
+    # (eval mode); no forward of the un-mixed batch
+    assert sum(forwards) == 2 * len(learn.dls.train)
+    tracking = -(-N_TRAIN // (4 * learn.dls.train.bs))
+    assert len(forwards) - sum(forwards) == 2 * tracking + 2 * len(learn.dls.valid)
+
+
+@pytest.fixture(autouse=True)
+def keep_first_pass(monkeypatch):
+    """Keep what the first epoch's pass left (p(noisy), running-average targets) on the callback."""
+    original = DynamicBootstrapMixUp._track_and_refit
+
+    def tracked(self):
+        original(self)
+        if self.epoch == 0:
+            self.trace_first_p, self.trace_first_targets = self.p_noisy_.copy(), self.target_average_.copy()
+
+    monkeypatch.setattr(DynamicBootstrapMixUp, "_track_and_refit", tracked)
+
+
+def test_labels_that_do_not_match_their_indices_stop_the_index_path():
+    cb = BootstrapFromEpochOne(warmup=0)
+    learn = indexed_learner(cb)
+
+    class Corrupt(Callback):
+        order = 0
+
+        def before_epoch(self):
+            if self.epoch == 1:
+                cb._device_state(torch.device("cpu"))
+                cb._per_sample["labels"] = (cb._per_sample["labels"] + 1) % N_CLASSES
+
+    learn.add_cb(Corrupt())
+    with learn.no_bar(), learn.no_logging(), pytest.warns(RuntimeWarning, match="labels differ"):
+        learn.fit(2, 1e-2)
+    assert cb._use_indices is False
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_bootstrapping_only_where_the_history_says_why(noise):
+    cb = DynamicBootstrapMixUp(warmup=0)
+    learn = indexed_learner(cb, noise=noise)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit_one_cycle(4, 1e-2)
+    history = cb.history
+    for column in ("noise_regime", "memorisation", "memorising", "bootstrap_scale", "collapse_guard", "classes_predicted"):
+        assert column in history
+    # bootstrapping only ever where the detector counted noise among believed labels, or memorisation
+    for row in history.itertuples():
+        if row.bootstrap_scale > 0:
+            assert row.Index > 0
+            previous = history.iloc[row.Index - 1]
+            assert previous.noise_regime == "light" or previous.memorising
+
+
+def test_checkpoints_keep_lnc_modes_memory(tmp_path):
+    from lnc_fastai import load_checkpoint, save_checkpoint
+
+    cb = BootstrapFromEpochOne(warmup=0, tracking_every=1)
+    learn = indexed_learner(cb)
+    learn.path = tmp_path
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(2, 1e-2)
+    cb.memorising_since_, cb.noise_regime_ = 1, "heavy"  # as a heavy-noise run that started memorising
+    save_checkpoint(learn, "run")
+    restored = BootstrapFromEpochOne()  # the same callback name: its state file
+    learn2 = indexed_learner(restored)
+    learn2.path = tmp_path
+    load_checkpoint(learn2, "run")
+    assert np.array_equal(restored.target_average_, cb.target_average_)
+    assert (restored.memorising_since_, restored.noise_regime_, restored.alpha_) == (1, "heavy", cb.alpha_)
+    assert restored._device_state(torch.device("cpu"))["weights"].shape == (N_TRAIN,)
