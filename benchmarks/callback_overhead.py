@@ -217,7 +217,7 @@ def main():
         "DynamicBootstrapMixUp()": AlwaysBootstrapping(warmup=0),
         "DynamicBootstrapMixUp(tracking_every=1)": AlwaysBootstrapping(warmup=0, tracking_every=1),
     }
-    if device.type == "cuda":  # there the default tracks every epoch: the same as tracking_every=1
+    if device.type == "cuda" or ROUND == 1:  # the default then tracks every epoch, as tracking_every=1 does
         del variants["DynamicBootstrapMixUp(tracking_every=1)"]
     for cb in variants.values():
         if isinstance(cb, DynamicBootstrapMixUp):

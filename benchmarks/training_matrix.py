@@ -30,16 +30,13 @@ CPU cores); ``--cells cifar10`` costs about 5 minutes a run on 2 CPU cores.
 
 import argparse
 import json
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark
-import noise_accuracy  # noqa: E402
+import noise_accuracy  # the sibling benchmark (this script's folder is on the path when run as a script)
 
 from lnc_experiments.results import RESULTS, markdown_table, write_json, write_results  # noqa: E402
 

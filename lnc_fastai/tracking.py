@@ -244,13 +244,15 @@ class TrackingMixin:
         the run)."""
         previous = getattr(self, "_previous_flags", None)
         signal = float("nan")
-        if previous is not None and previous.shape == self.noise_flags_.shape:
+        # Only against flags taken after the warm-up floor: before it, a network that has hardly
+        # trained disbelieves most labels, and learning them looks like memorising them.
+        trained = getattr(self, "_previous_flags_epoch", -1) >= self.warmup_epochs
+        if previous is not None and previous.shape == self.noise_flags_.shape and trained:
             signal = memorisation(self.predictions_, self.labels_, previous)
-        self._previous_flags = self.noise_flags_.copy()
+        self._previous_flags, self._previous_flags_epoch = self.noise_flags_.copy(), self.epoch
         self.noise_regime_ = noise_regime(count["rate"], count["from_mixture"])
         self.light_rate_ = float(count["rate"]) if self.noise_regime_ == "light" else 0.0
-        if (self.memorising_since_ is None and self.noise_regime_ == "heavy" and self.epoch + 1 >= self.warmup_epochs
-                and signal > self.memorisation_threshold):
+        if self.memorising_since_ is None and self.noise_regime_ == "heavy" and signal > self.memorisation_threshold:
             self.memorising_since_ = self.epoch + 1
         record.update(noise_regime=self.noise_regime_, memorisation=signal,
                       memorising=self.memorising_since_ is not None)

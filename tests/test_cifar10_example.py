@@ -47,8 +47,10 @@ def test_every_method_trains_and_reports(method):
     cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
     assert (cb is None) == (method in ("ce", "mixup"))
     if cb is not None:
-        # the default tracks every third epoch on a CPU (and always the first and the last)
-        assert len(result["auc_per_epoch"]) == (2 if method == "default" else 3) == len(cb.history)
+        # one AUC per tracked epoch (lnc's default on a CPU: every third epoch except under heavy
+        # noise, and always the first and the last)
+        assert len(result["auc_per_epoch"]) == len(cb.history) and list(cb.history.epoch)[-1] == 2
+        assert len(cb.history) == 3 or method == "default"
         assert all(0 <= a <= 1 for a in result["auc_per_epoch"])
         assert cb.bootstrap == {"m-dyr-h": "hard", "m-dyr-s": "soft", "md-dyr-sh": "soft-to-hard", "default": "hard"}[method]
         assert cb.detector_mixing == (method == "md-dyr-sh")
