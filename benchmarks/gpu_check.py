@@ -185,7 +185,7 @@ def main():
                 "--round-epochs", "1"]
     else:
         size = ["--dataset", "cifar10", "--width", "64", "--n-train", "50000", "--n-test", "1000", "--rounds", "2", *data]
-    allowed = min(60 if args.smoke else 200, left() * 0.45)
+    allowed = min(100 if args.smoke else 200, left() * 0.45)
     run_step(log, "2. Overhead per epoch", [python, "benchmarks/callback_overhead.py", "--model", "preact-resnet18",
                                             "--loader", "tensor", "--max-seconds", f"{allowed - 25:.0f}",
                                             "--out-name", "callback_overhead_cifar10_gpu.md", *size], allowed,
