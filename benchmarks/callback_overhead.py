@@ -61,7 +61,7 @@ class ReferenceStyleBootstrap(DynamicBootstrapMixUp):
         return torch.from_numpy(weights).float().to(labels.device), targets
 
 
-ROUND = 3  # epochs per timed round on a CPU (lnc's default tracks one of three there); 1 on a GPU
+CPU_ROUND = 3  # epochs per timed round on a CPU (lnc's default tracks one of three there); 1 on a GPU
 
 
 class AlwaysBootstrapping(DynamicBootstrapMixUp):
@@ -208,8 +208,7 @@ def main():
     else:
         data = (as_float_images(x_train[: args.n_train]), noisy, as_float_images(x_test[: args.n_test]), y_test[: args.n_test])
     args.arrays = (x_train[: args.n_train],)
-    global ROUND
-    ROUND = args.round_epochs or (1 if device.type == "cuda" else ROUND)
+    rounds_of = args.round_epochs or (1 if device.type == "cuda" else CPU_ROUND)
     variants = {
         "fastai MixUp": MixUp(alpha=32.0),
         "M-DYR-H (paper preset)": DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0),
@@ -217,7 +216,7 @@ def main():
         "DynamicBootstrapMixUp()": AlwaysBootstrapping(warmup=0),
         "DynamicBootstrapMixUp(tracking_every=1)": AlwaysBootstrapping(warmup=0, tracking_every=1),
     }
-    if device.type == "cuda" or ROUND == 1:  # the default then tracks every epoch, as tracking_every=1 does
+    if device.type == "cuda" or rounds_of == 1:  # the default then tracks every epoch, as tracking_every=1 does
         del variants["DynamicBootstrapMixUp(tracking_every=1)"]
     for cb in variants.values():
         if isinstance(cb, DynamicBootstrapMixUp):
@@ -239,9 +238,9 @@ def main():
     for _ in range(args.rounds):
         for learn, _timer in learners.values():
             with learn.no_bar(), learn.no_logging():
-                learn.fit(ROUND, 1e-2)  # three epochs: lnc's default on a CPU tracks one of them
+                learn.fit(rounds_of, 1e-2)  # on a CPU three epochs: lnc's default tracks one of them
     # seconds per epoch: the median over rounds of each round's mean of its epochs
-    per_round = {name: [statistics.mean(timer.seconds[i : i + ROUND]) for i in range(0, len(timer.seconds), ROUND)]
+    per_round = {name: [statistics.mean(timer.seconds[i : i + rounds_of]) for i in range(0, len(timer.seconds), rounds_of)]
                  for name, (learn, timer) in learners.items()}
     base = statistics.median(per_round["fastai MixUp"])
     rows = []
@@ -269,7 +268,7 @@ def main():
         + f"; device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}"
         + (f", {', '.join(setting)}" if setting else "") + ". "
         "Timed: training batches plus, for the bootstrapping variants, the per-epoch loss pass over the "
-        f"training set and the detector refit. Each variant: {args.rounds} timed rounds of {ROUND} epochs (`fit({ROUND})`), after one "
+        f"training set and the detector refit. Each variant: {args.rounds} timed rounds of {rounds_of} epochs (`fit({rounds_of})`), after one "
         "untimed epoch; s/epoch is the median over rounds of the round's mean; rounds interleaved round-robin in one process. "
         "lnc's default is timed with bootstrapping forced on (`AlwaysBootstrapping` in the script).",
         "",
