@@ -1,8 +1,9 @@
 """``DynamicBootstrapMixUp``: train through label noise with fastai: lnc's own mode (the default)
 and the paper's M-DYR-H, M-DYR-S and MD-DYR-SH (``mode="paper"``, or the named presets).
 
-Per training batch: mix the batch with a shuffled copy of itself (one ``lam ~ Beta(alpha,
-alpha)`` per batch, as in the paper) and, once bootstrapping has started, bootstrap each partner
+Per training batch: mix the batch with a shuffled copy of itself (``lam ~ Beta(alpha, alpha)``,
+one per batch as in the paper, or in lnc's mode one per sample as fastai's ``MixUp`` draws it)
+and, once bootstrapping has started, bootstrap each partner
 towards the network's own prediction in proportion to its probability of being mislabelled.
 After every training epoch: one pass over the un-augmented training set gives each sample's
 cross-entropy against its given label, in dataset order; the detector is refitted on it.
@@ -82,11 +83,13 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         prediction, or (paper mode) towards the softmax at a temperature that falls from 1 to
         0.001 over ``sharpening`` (MD-DYR-SH's soft-to-hard targets). In paper mode the
         prediction is a forward of the un-mixed batch; in lnc mode it is the running average of
-        each sample's softmax over epochs (``target_momentum``). Default: "hard" (paper), "soft" (lnc).
+        each sample's softmax over epochs (``target_momentum``). Default: "hard" in both modes.
     alpha : float, optional
-        Mixup's ``Beta(alpha, alpha)``; one mixing weight per batch. The paper uses 32, the
-        default in paper mode; lnc's default is 1 (measured in ``docs/training.md``: 32 costs
-        accuracy in short schedules).
+        Mixup's ``Beta(alpha, alpha)``. Paper mode draws one mixing weight per batch, as the
+        paper does, and its default is the paper's 32. lnc mode draws one per sample and keeps
+        the larger share on the sample itself, ``max(lam, 1 - lam)``, as fastai's ``MixUp``
+        does, and its default is fastai's 0.4 (measured in ``docs/training.md``: 32 costs
+        accuracy in short schedules), so that without noise it trains as ``MixUp()``.
     warmup : int or float, optional
         Epochs of plain mixup before bootstrapping may start (an int), or that fraction of the
         run (a float in [0, 1]). Paper mode: the switch, by default 0.35 (the paper's 105 of 300
@@ -320,6 +323,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
             self._restore(self._before_lr_find)
             self._before_lr_find = None
         self._model_buffers, self._good_buffers = [], []  # not kept in exports and checkpoints
+        self._lam_distrib = None
         if self._progress_columns:
             self.learn.metrics = [m for m in self.learn.metrics if all(m is not ours for ours in self._progress_columns)]
             self._progress_columns = []
@@ -330,6 +334,10 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     def before_train(self):
         if self.mode == "lnc":
             self._set_lnc_epoch()
+            # fastai MixUp's draw, made on the model's device: no copy from the host per batch
+            device = next(self.model.parameters(), torch.empty(0)).device
+            alpha = torch.tensor(float(self.alpha_), device=device)
+            self._lam_distrib = Beta(alpha, alpha, validate_args=False)
         # The loss swap of fastai's MixHandler, for every loss: targets are class indices here.
         self.stack_y = True
         self.old_lf, self.learn.loss_func = self.learn.loss_func, self.lf
@@ -405,7 +413,11 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         check_targets(self.yb)
         labels = plain(self.yb[0])
         partner = torch.randperm(labels.shape[0], device=labels.device)
-        lam = float(self.distrib.sample())
+        if self.mode == "lnc":  # fastai MixUp's draw: one lam per sample, the larger share its own
+            lam = self._lam_distrib.sample((labels.shape[0],)).to(labels.device)
+            lam = torch.maximum(lam, 1 - lam)
+        else:  # the paper's: one lam per batch
+            lam = float(self.distrib.sample())
         input_lam = loss_lam = lam
         weights = targets = None
         phase = self.phase

@@ -182,6 +182,51 @@ def test_batches_read_weights_and_targets_by_index_without_an_extra_forward():
     assert len(forwards) - sum(forwards) == 2 * tracking + 2 * len(learn.dls.valid)
 
 
+class SeeMixing(Callback):
+    """Keeps each training batch's un-mixed inputs (before the callback) and checks, after the loss,
+    that the mixing and the loss are fastai MixUp's: one lam per sample, the larger share its own."""
+
+    order = 0
+
+    def __init__(self, cb):
+        self.cb, self.checked = cb, 0
+
+    def before_batch(self):
+        if self.training:
+            self.x, self.y = self.xb[0].clone(), self.yb[0].clone()
+
+    def after_loss(self):
+        if not self.training:
+            return
+        batch = self.cb._batch
+        lam, partner = batch.input_lam, batch.partner
+        assert torch.is_tensor(lam) and lam.shape == (self.x.shape[0],) and torch.all(lam >= 0.5)
+        assert torch.equal(batch.loss_lam, lam) and batch.weights is None  # no noise found: plain mixup
+        assert len(torch.unique(lam)) > 1  # a draw per sample, not per batch
+        torch.testing.assert_close(self.learn.xb[0], lam[:, None] * self.x + (1 - lam[:, None]) * self.x[partner])
+        log_probs = torch.log_softmax(self.learn.pred.detach(), dim=1)
+        y = self.y.as_subclass(torch.Tensor)
+        expected = torch.lerp(
+            torch.nn.functional.nll_loss(log_probs, y[partner], reduction="none"),
+            torch.nn.functional.nll_loss(log_probs, y, reduction="none"),
+            lam,
+        ).mean()
+        torch.testing.assert_close(self.learn.loss.detach(), expected)
+        self.checked += 1
+
+
+def test_without_noise_lnc_mode_mixes_as_fastai_mixup_does():
+    cb = DynamicBootstrapMixUp()
+    learn = indexed_learner(cb, noise=0.0)
+    seen = SeeMixing(cb)
+    learn.add_cb(seen)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(2, 1e-2)
+    assert seen.checked == 2 * len(learn.dls.train)
+    assert (cb.history.bootstrap_scale == 0).all()
+
+
 @pytest.fixture(autouse=True)
 def keep_first_pass(monkeypatch):
     """Keep what the first epoch's pass left (p(noisy), running-average targets) on the callback."""
