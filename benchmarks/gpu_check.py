@@ -185,7 +185,9 @@ def main():
                 "--round-epochs", "1"]
     else:
         size = ["--dataset", "cifar10", "--width", "64", "--n-train", "50000", "--n-test", "1000", "--rounds", "2", *data]
-    allowed = min(100 if args.smoke else 200, left() * 0.45)
+    # smoke: a ceiling, not a target (about 15 s on an idle 2-core CPU); a CPU shared with a
+    # training run has needed over 100 s
+    allowed = min(180, left() * 0.6) if args.smoke else min(200, left() * 0.45)
     run_step(log, "2. Overhead per epoch", [python, "benchmarks/callback_overhead.py", "--model", "preact-resnet18",
                                             "--loader", "tensor", "--max-seconds", f"{allowed - 25:.0f}",
                                             "--out-name", "callback_overhead_cifar10_gpu.md", *size], allowed,

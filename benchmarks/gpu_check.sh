@@ -66,5 +66,5 @@ cd "$REPO"
 ARGS=(--out "$OUT" --start "$START")
 [ -n "$DATA" ] && ARGS+=(--data-dir "$DATA")
 [ -n "$BUDGET" ] && ARGS+=(--budget "$BUDGET")
-[ -n "$SMOKE" ] && ARGS+=(--smoke --budget "${BUDGET:-240}")
+[ -n "$SMOKE" ] && ARGS+=(--smoke --budget "${BUDGET:-360}")
 exec "$PYTHON" benchmarks/gpu_check.py "${ARGS[@]}"

@@ -13,7 +13,7 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 def run(*args, cwd=REPO):
     env = {**os.environ, "PYTHON": sys.executable}
     env.pop("LNC_RESULTS_DIR", None)
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=480)
 
 
 def test_smoke_run_writes_every_result(tmp_path):
