@@ -25,7 +25,7 @@ default after a change to lnc; the other methods do not depend on lnc's code). `
 within 3 points.
 
 Run: ``python benchmarks/training_matrix.py --cells digits --seeds 0 1`` (about 25 minutes on 2
-CPU cores); ``--cells cifar10`` costs about 5 minutes a run on 2 CPU cores.
+CPU cores); ``--cells cifar10`` costs 2.5-3.5 minutes a run on 2 idle CPU cores.
 """
 
 import argparse
