@@ -359,9 +359,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         start = self.memorising_since_ if self.memorising_since_ is not None else self.bootstrap_since_
         scale = ramp(self.epoch, start, self.ramp_epochs) if allowed else 0.0
         self.bootstrap_scale_ = scale * self.collapse_guard_
-        alpha = self.strong_alpha if self.memorising_since_ is not None else self.alpha
-        if alpha != self.alpha_:
-            self.alpha_, self.distrib = alpha, Beta(tensor(alpha), tensor(alpha))
+        # the mixing weights' alpha; before_train draws from it (lnc mode does not use self.distrib)
+        self.alpha_ = self.strong_alpha if self.memorising_since_ is not None else self.alpha
 
     def _put_loss_back(self):
         MixHandler.after_train(self)  # the learner's own loss_func again
