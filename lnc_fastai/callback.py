@@ -106,7 +106,12 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         lnc mode, heavy noise (the network disbelieves most labels): bootstrapping and
         ``strong_alpha`` start once more than this share of the samples the detector flagged one
         pass before (a pass after the warm-up floor) are predicted as their given label
-        (:func:`lnc_fastai.adaptive.memorisation`).
+        (:func:`lnc_fastai.adaptive.memorisation`), and only once the accuracy on the validation
+        set (against its given labels, counted as fastai validates) has stopped rising
+        (:func:`lnc_fastai.adaptive.still_improving`). A network that still generalises better
+        is learning the labels it disbelieved, not memorising them: this is what keeps a short
+        CIFAR-10 run without noise, whose network fits a third of its labels in the first
+        epochs, on plain mixup. Without a validation set that check is skipped.
     light_noise_rate : float
         lnc mode, wrong labels among labels the network mostly believes: bootstrapping starts once
         the detector counts at least this share of the samples as wrong (and then goes on).
@@ -183,15 +188,19 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     progress table), how clearly the wrong labels stand apart (``noise_separation``), the mean
     p(noisy) the training weights come from (``noise_fraction``), the AUC when ``noise_mask``
     was given, and the detector's fitted parameters; in lnc mode also the regime
-    (``noise_regime``: none, light, heavy), ``memorisation``, ``memorising``, the epoch's
-    ``bootstrap_scale``, the ``collapse_guard`` and ``classes_predicted`` (one row per tracked
-    epoch). ``report()`` gives one row per training sample. Training uses
+    (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
+    (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the
+    epoch's ``bootstrap_scale``, the ``collapse_guard`` and ``classes_predicted`` (one row per
+    tracked epoch). ``report()`` gives one row per training sample. Training uses
     this callback's own loss (``lf``, swapped in as fastai's ``MixHandler`` does); the learner's
     ``loss_func`` is put back after training (and on every cancel) and serves validation.
     Checkpoints: :func:`lnc_fastai.save_checkpoint`, :class:`lnc_fastai.SaveModelWithState`.
     """
 
     order = MixedPrecision.order + 1  # the un-mixed forward in before_batch then runs under autocast
+    # fastai's MixHandler skips the validation batches; lnc mode counts their predictions
+    # (after_pred), and the per-batch events return at once outside training
+    run_valid = True
 
     def __init__(
         self,
@@ -266,6 +275,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.failed_fits, self.skipped_batches = [], []  # what went wrong, and when
         self.losses_ = self.labels_ = self.predictions_ = self.p_noisy_ = self.noise_flags_ = None
         self.target_average_, self.bootstrap_scale_, self.collapse_guard_ = None, 0.0, 1.0
+        self.valid_fits_, self._valid_hits, self._fitting, self._fresh_run = [], None, False, False
         self.stack_y, self._batch = False, None
         self._model_buffers, self._good_buffers = [], []
         self._progress_columns = []
@@ -308,17 +318,21 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         # DataLoader can tell them (fastai's, in a single process), else from a forward per batch.
         self._use_indices, self._epoch_idxs, self._per_sample = world()[1] == 1, None, None
         # lnc mode's memory of this run (the guard's widest spread, the regime, when bootstrapping
-        # started), kept when fastai resumes a run at an epoch (fit(..., start_epoch=k) after
-        # load_checkpoint), started afresh by any other fit
-        if not any(type(cb).__name__ == "SkipToEpoch" for cb in self.learn.cbs):
-            self.widest_classes_, self.collapse_guard_, self.noise_regime_, self.light_rate_ = 0.0, 1.0, "none", 0.0
-            self.memorising_since_ = self.bootstrap_since_ = self._previous_flags = None
-            self._previous_flags_epoch = -1
-            self.alpha_ = self.alpha
+        # started, the validation accuracies), kept when fastai resumes a run at an epoch
+        # (fit(..., start_epoch=k) after load_checkpoint), started afresh by any other fit at its
+        # first training epoch: fastai's validate and get_preds also send before_fit
+        self._fresh_run = not any(type(cb).__name__ == "SkipToEpoch" for cb in self.learn.cbs)
         self.distrib = Beta(tensor(self.alpha_), tensor(self.alpha_))
+
+    def _start_lnc_run(self):
+        self.widest_classes_, self.collapse_guard_, self.noise_regime_, self.light_rate_ = 0.0, 1.0, "none", 0.0
+        self.memorising_since_ = self.bootstrap_since_ = self._previous_flags = None
+        self._previous_flags_epoch, self.valid_fits_ = -1, []
+        self.alpha_ = self.alpha
 
     def after_fit(self):
         self._put_loss_back()
+        self._fitting, self._fresh_run, self._valid_hits = False, False, None
         if getattr(self, "_before_lr_find", None) is not None:
             self._restore(self._before_lr_find)
             self._before_lr_find = None
@@ -332,6 +346,10 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.after_fit()
 
     def before_train(self):
+        if getattr(self, "_fresh_run", False):
+            self._start_lnc_run()
+            self.distrib = Beta(tensor(self.alpha_), tensor(self.alpha_))
+        self._fresh_run, self._fitting = False, True  # the validation within this fit is counted
         if self.mode == "lnc":
             self._set_lnc_epoch()
             # fastai MixUp's draw, made on the model's device: no copy from the host per batch
@@ -512,6 +530,36 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
             else:
                 loss = loss + self.reg_weight * class_balance_regulariser(pred)
         return loss
+
+    # ---- validation: how often the network predicts the validation set's given labels ----------
+    def before_validate(self):
+        """lnc mode, within a fit: count the validation batches' predictions that match their
+        labels (on the device, read once per epoch), which tells learning from memorising."""
+        self._valid_hits = None
+        if self.mode == "lnc" and getattr(self, "_fitting", False):
+            device = next(self.model.parameters(), torch.empty(0)).device
+            self._valid_hits = torch.zeros(2, dtype=torch.long, device=device)
+
+    def after_pred(self):
+        if self.training or self._valid_hits is None:
+            return
+        pred, y = plain(self.pred), self.yb[0] if len(self.yb) == 1 else None
+        if (y is None or not torch.is_tensor(y) or y.is_floating_point() or pred.ndim != 2 or y.ndim != 1
+                or y.shape[0] != pred.shape[0]):
+            self._valid_hits = None  # not class indices: this epoch is not counted
+            return
+        self._valid_hits[0] += (pred.argmax(dim=1) == y.to(pred.device)).sum()
+        self._valid_hits[1] += y.shape[0]
+
+    def after_validate(self):
+        hits, self._valid_hits = self._valid_hits, None
+        if hits is None:
+            return
+        if world()[1] > 1:
+            torch.distributed.all_reduce(hits)
+        matched, seen = (int(v) for v in hits.cpu())
+        if seen:
+            self.valid_fits_.append(matched / seen)
 
     def after_loss(self):
         """Skip a batch whose training loss is not finite: no backward, no optimizer step, the

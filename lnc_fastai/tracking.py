@@ -22,7 +22,8 @@ from sklearn.metrics import roc_auc_score
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
 from lnc_sklearn.noise_rate import count_noise
 
-from .adaptive import class_prior, collapse_guard, effective_classes, memorisation, noise_regime, running_average
+from .adaptive import (class_prior, collapse_guard, effective_classes, memorisation, noise_regime, running_average,
+                       still_improving)
 from .batches import WEIGHT_CLIP, check_targets, eval_mode, plain
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
@@ -252,10 +253,14 @@ class TrackingMixin:
         self._previous_flags, self._previous_flags_epoch = self.noise_flags_.copy(), self.epoch
         self.noise_regime_ = noise_regime(count["rate"], count["from_mixture"])
         self.light_rate_ = float(count["rate"]) if self.noise_regime_ == "light" else 0.0
-        if self.memorising_since_ is None and self.noise_regime_ == "heavy" and signal > self.memorisation_threshold:
+        # a network whose validation accuracy still rises is learning the labels it disbelieved
+        learning = still_improving(getattr(self, "valid_fits_", None))
+        if (self.memorising_since_ is None and self.noise_regime_ == "heavy" and signal > self.memorisation_threshold
+                and not learning):
             self.memorising_since_ = self.epoch + 1
-        record.update(noise_regime=self.noise_regime_, memorisation=signal,
-                      memorising=self.memorising_since_ is not None)
+        valid = getattr(self, "valid_fits_", None) or [float("nan")]
+        record.update(noise_regime=self.noise_regime_, memorisation=signal, valid_fit=float(valid[-1]),
+                      still_learning=learning, memorising=self.memorising_since_ is not None)
 
     def _device_state(self, device):
         """lnc mode: the last pass's per-sample weights (p(noisy), clipped; a sample without a

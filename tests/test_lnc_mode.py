@@ -21,6 +21,7 @@ from lnc_fastai.adaptive import (
     noise_regime,
     ramp,
     running_average,
+    still_improving,
 )
 from lnc_fastai.batches import WEIGHT_CLIP
 from lnc_fastai.tracking import epoch_indices
@@ -60,6 +61,18 @@ def test_collapse_guard_backs_off_as_predictions_narrow():
     assert collapse_guard(float("nan"), 10.0) == 0.0
     with pytest.raises(ValueError):
         collapse_guard(1.0, 1.0, low=0.9, high=0.5)
+
+
+def test_still_improving_reads_the_validation_accuracy():
+    # CIFAR-10 at 0% noise, 12 epochs: the validation accuracy rises every epoch, the network learns
+    assert still_improving([0.24, 0.27, 0.43, 0.44, 0.49, 0.52, 0.53, 0.56])
+    # the digits at 80%: best at the third epoch, then lower: what it now fits, it memorises
+    assert not still_improving([0.34, 0.50, 0.56, 0.51, 0.38, 0.36])
+    assert not still_improving([0.50, 0.56, 0.55, 0.565, 0.56])  # within min_gain of the best: a stall
+    assert still_improving([0.24, 0.35, 0.35, 0.34, 0.48])  # a two-epoch stall at the peak learning rate
+    assert still_improving([0.3, 0.4, 0.35])  # too early to tell
+    assert not still_improving([]) and not still_improving(None)  # no validation set: no veto
+    assert not still_improving([0.5, float("nan"), 0.4, 0.45, 0.44])  # NaNs left out
 
 
 def test_ramp_rises_from_its_start():
@@ -125,7 +138,7 @@ def indexed_learner(cb, bs=32, noise=0.3):
     noisy[flip] = (truth[flip] + 1) % N_CLASSES
     splits = [list(range(N_TRAIN)), list(range(N_TRAIN, N_TRAIN + N_VALID))]
     datasets = Datasets(range(N_TRAIN + N_VALID), tfms=[[lambda i: x[i]], [lambda i: TensorCategory(noisy[i])]], splits=splits)
-    dls = datasets.dataloaders(bs=bs, drop_last=True)
+    dls = datasets.dataloaders(bs=bs, val_bs=N_VALID // 2, drop_last=True)  # two whole validation batches
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, N_CLASSES))
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cb)
@@ -274,6 +287,35 @@ def test_bootstrapping_only_where_the_history_says_why(noise):
             assert row.Index > 0
             previous = history.iloc[row.Index - 1]
             assert previous.noise_regime == "light" or previous.memorising
+
+
+def test_validation_accuracy_is_counted_each_epoch_and_vetoes_a_memorisation_call():
+    cb = DynamicBootstrapMixUp(warmup=0, tracking_every=1)
+    learn = indexed_learner(cb, noise=0.0)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(3, 1e-2)
+    # one value per epoch: the share of the validation samples predicted as their label
+    assert len(cb.valid_fits_) == 3
+    preds, targets = learn.get_preds()
+    assert cb.valid_fits_[-1] == pytest.approx(float((preds.argmax(1) == targets).float().mean()))
+    learn.validate()  # outside a fit: not counted
+    assert len(cb.valid_fits_) == 3
+    history = cb.history
+    assert {"valid_fit", "still_learning"} <= set(history.columns)
+    # heavy noise, a memorisation signal far above the threshold, but a rising validation accuracy:
+    # the network is learning, and the call is not made
+    cb.valid_fits_, cb.memorising_since_, cb._previous_flags_epoch = [0.3, 0.4, 0.5], None, 1
+    cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
+    cb.noise_flags_ = np.ones(N_TRAIN, dtype=bool)
+    cb.predictions_, cb.labels_ = np.zeros(N_TRAIN, int), np.zeros(N_TRAIN, int)
+    record = {}
+    cb._update_regime(record, {"rate": 0.6, "from_mixture": 1.0})
+    assert record["memorisation"] == 1.0 and record["still_learning"] and cb.memorising_since_ is None
+    cb.valid_fits_ = [0.3, 0.5, 0.45, 0.44, 0.43]  # stalled: now it is memorising
+    cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
+    cb._update_regime(record, {"rate": 0.6, "from_mixture": 1.0})
+    assert not record["still_learning"] and cb.memorising_since_ == cb.epoch + 1
 
 
 def test_checkpoints_keep_lnc_modes_memory(tmp_path):
