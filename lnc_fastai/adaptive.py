@@ -97,9 +97,10 @@ def still_improving(history, patience=3, min_gain=0.01):
     validation set) it cannot tell at all: False, so that nothing is held back by it.
 
     Fitting labels the network disbelieved looks the same whether it is memorising wrong labels
-    or still learning right ones that are hard. The validation accuracy tells them apart, even
-    against noisy labels: it rises while the network learns and stalls or falls as it memorises
-    (the reason early stopping works under label noise). Three epochs, not two: a one-cycle
+    or still learning right ones that are hard. The validation accuracy tells them apart: it
+    rises while the network learns and stalls or falls as it memorises (the reason early
+    stopping works under label noise). Noisy validation labels keep the curve's shape but
+    compress it, so that a stall is declared sooner. Three epochs, not two: a one-cycle
     CIFAR-10 run without noise can stall for two epochs at its peak learning rate."""
     values = [float(v) for v in (history or []) if np.isfinite(v)]
     if not values:

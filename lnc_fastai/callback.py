@@ -348,7 +348,6 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     def before_train(self):
         if getattr(self, "_fresh_run", False):
             self._start_lnc_run()
-            self.distrib = Beta(tensor(self.alpha_), tensor(self.alpha_))
         self._fresh_run, self._fitting = False, True  # the validation within this fit is counted
         if self.mode == "lnc":
             self._set_lnc_epoch()
