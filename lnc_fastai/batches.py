@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-__all__ = ["MixedBatch", "WEIGHT_CLIP", "eval_mode", "mix_inputs", "plain", "check_targets"]
+__all__ = ["MixedBatch", "WEIGHT_CLIP", "eval_mode", "mix_inputs", "plain", "check_targets", "class_indices"]
 
 # The reference clips p(noisy) into this range before mixing and bootstrapping with it.
 WEIGHT_CLIP = (1e-4, 1 - 1e-4)
@@ -57,9 +57,15 @@ def plain(tensor):
     return tensor.as_subclass(torch.Tensor)
 
 
+def class_indices(yb):
+    """Whether the batch's targets are one 1-D integer target per sample (class indices)."""
+    return (len(yb) == 1 and torch.is_tensor(yb[0]) and yb[0].ndim == 1 and not torch.is_floating_point(yb[0])
+            and yb[0].dtype != torch.bool)
+
+
 def check_targets(yb):
     """``TypeError`` unless the batch has one 1-D integer target per sample (class indices)."""
-    if len(yb) != 1 or yb[0].ndim != 1 or torch.is_floating_point(yb[0]) or yb[0].dtype == torch.bool:
+    if not class_indices(yb):
         shapes = [(tuple(y.shape), str(y.dtype)) for y in yb]
         raise TypeError(
             "DynamicBootstrapMixUp needs one target per sample given as a class index (one 1-D integer "

@@ -32,7 +32,7 @@ from fastai.callback.mixup import MixHandler
 from fastai.learner import ValueMetric
 
 from .adaptive import ramp
-from .batches import WEIGHT_CLIP, MixedBatch, check_targets, eval_mode, mix_inputs, plain
+from .batches import WEIGHT_CLIP, MixedBatch, check_targets, class_indices, eval_mode, mix_inputs, plain
 from .distributed import unwrap, world
 from .losses import (
     bootstrap_targets,
@@ -542,11 +542,11 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     def after_pred(self):
         if self.training or self._valid_hits is None:
             return
-        pred, y = plain(self.pred), self.yb[0] if len(self.yb) == 1 else None
-        if (y is None or not torch.is_tensor(y) or y.is_floating_point() or pred.ndim != 2 or y.ndim != 1
-                or y.shape[0] != pred.shape[0]):
+        pred = plain(self.pred)
+        if not class_indices(self.yb) or pred.ndim != 2 or self.yb[0].shape[0] != pred.shape[0]:
             self._valid_hits = None  # not class indices: this epoch is not counted
             return
+        y = self.yb[0]
         self._valid_hits[0] += (pred.argmax(dim=1) == y.to(pred.device)).sum()
         self._valid_hits[1] += y.shape[0]
 
