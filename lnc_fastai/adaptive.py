@@ -88,10 +88,11 @@ def memorisation(predictions, labels, flagged):
     return float(np.mean(np.asarray(predictions)[flagged] == np.asarray(labels)[flagged]))
 
 
-def still_improving(history, patience=3, min_gain=0.01):
+def still_improving(history, patience=3, min_gain=0.025):
     """Whether the network still generalises better: one of the last ``patience`` values of
     ``history`` (its accuracy on the validation set against the given labels, one per epoch)
-    exceeds every earlier value by more than ``min_gain``. NaNs are left out.
+    exceeds every earlier value by more than ``min_gain`` of the curve's range so far (its
+    highest value minus its lowest). NaNs are left out.
 
     With fewer than ``patience + 1`` values it is too early to tell: True. Without any (no
     validation set) it cannot tell at all: False, so that nothing is held back by it.
@@ -99,15 +100,18 @@ def still_improving(history, patience=3, min_gain=0.01):
     Fitting labels the network disbelieved looks the same whether it is memorising wrong labels
     or still learning right ones that are hard. The validation accuracy tells them apart: it
     rises while the network learns and stalls or falls as it memorises (the reason early
-    stopping works under label noise). Noisy validation labels keep the curve's shape but
-    compress it, so that a stall is declared sooner. Three epochs, not two: a one-cycle
-    CIFAR-10 run without noise can stall for two epochs at its peak learning rate."""
+    stopping works under label noise). The gain is a share of the range, not a number of
+    points, because wrong labels in the validation set compress the curve without changing its
+    shape (at 80% symmetric noise over 10 classes an accuracy ``a`` reads ``0.089 + 0.111 a``): a
+    fixed gain of one point would read a compressed curve as stalled epochs early. Three epochs,
+    not two: a one-cycle CIFAR-10 run without noise can stall for two epochs at its peak
+    learning rate."""
     values = [float(v) for v in (history or []) if np.isfinite(v)]
     if not values:
         return False
     if len(values) <= patience:
         return True
-    return max(values[-patience:]) > max(values[:-patience]) + min_gain
+    return max(values[-patience:]) > max(values[:-patience]) + min_gain * (max(values) - min(values))
 
 
 def noise_regime(rate, from_mixture):

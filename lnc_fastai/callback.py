@@ -123,6 +123,13 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     ramp : int or float
         lnc mode: epochs (or a fraction of the run) over which the bootstrapping weights rise
         from the warm-up's end to their full value.
+    settle : int or float
+        lnc mode: the last epochs (an int) or that fraction of the run (a float) of a run that has
+        not started bootstrapping train without mixup, on the given labels alone, unless the
+        network is seen to memorise in them (then bootstrapping and mixup start). Mixup regularises early but costs accuracy at the end of a
+        short schedule (CIFAR-10, 12 one-cycle epochs: fastai's ``MixUp()`` ends below plain
+        cross-entropy, see ``docs/training.md``); a run that found wrong labels and bootstraps
+        keeps mixup to the end. 0 keeps mixup throughout, as ``MixUp()``.
     tracking_every : int or "auto"
         Track (the per-epoch pass and refit) every this many epochs, always including the last;
         between passes the weights and targets of the last pass are used. 1 tracks every epoch.
@@ -190,7 +197,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     was given, and the detector's fitted parameters; in lnc mode also the regime
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
     (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the
-    epoch's ``bootstrap_scale``, the ``collapse_guard`` and ``classes_predicted`` (one row per
+    epoch's ``bootstrap_scale``, whether it trained unmixed (``settling``), the ``collapse_guard`` and ``classes_predicted`` (one row per
     tracked epoch). ``report()`` gives one row per training sample. Training uses
     this callback's own loss (``lf``, swapped in as fastai's ``MixHandler`` does); the learner's
     ``loss_func`` is put back after training (and on every cancel) and serves validation.
@@ -226,6 +233,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         light_noise_rate=0.15,
         ramp=0.1,
         tracking_every="auto",
+        settle=0.2,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -266,6 +274,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.target_momentum, self.ramp, self.tracking_every = float(target_momentum), ramp, tracking_every
         self.strong_alpha, self.memorisation_threshold = float(strong_alpha), float(memorisation_threshold)
         self.light_noise_rate = float(light_noise_rate)
+        epochs_of(settle, 100, "settle")  # checked here, resolved against the run in before_fit
+        self.settle = settle
         self.alpha_, self.noise_regime_, self.memorising_since_, self.bootstrap_since_ = float(alpha), "none", None, None
         self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool).ravel()
         self.augmented_tracking, self.keep_trace, self.trace_probs = augmented_tracking, keep_trace, trace_probs
@@ -274,7 +284,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.epoch_records, self.trace = [], {"losses": [], "p_noisy": [], "probs": []}
         self.failed_fits, self.skipped_batches = [], []  # what went wrong, and when
         self.losses_ = self.labels_ = self.predictions_ = self.p_noisy_ = self.noise_flags_ = None
-        self.target_average_, self.bootstrap_scale_, self.collapse_guard_ = None, 0.0, 1.0
+        self.target_average_, self.bootstrap_scale_, self.collapse_guard_, self.settling_ = None, 0.0, 1.0, False
         self.valid_fits_, self._valid_hits, self._fitting, self._fresh_run = [], None, False, False
         self.stack_y, self._batch = False, None
         self._model_buffers, self._good_buffers = [], []
@@ -298,6 +308,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self._before_lr_find = self._snapshot() if hasattr(self.learn, "lr_finder") else None
         self.warmup_epochs = epochs_of(self.warmup, self.n_epoch)
         self.ramp_epochs = epochs_of(self.ramp, self.n_epoch, "ramp")
+        self.settle_epochs = epochs_of(self.settle, self.n_epoch, "settle")
         self.tracking_every_ = self.tracking_every
         if self.tracking_every == "auto":  # the pass is cheap beside a GPU epoch, not beside a CPU one
             on_cpu = next(self.model.parameters()).device.type == "cpu"
@@ -373,6 +384,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         allowed = self.epoch >= self.warmup_epochs and (self.memorising_since_ is not None or light)
         if allowed and self.bootstrap_since_ is None:
             self.bootstrap_since_ = self.epoch
+        # the last `settle` epochs of a run that has not bootstrapped train unmixed, on the given
+        # labels; should the network be seen to memorise in them, bootstrapping (and mixup) start
+        self.settling_ = self.bootstrap_since_ is None and self.epoch >= self.n_epoch - self.settle_epochs
         start = self.memorising_since_ if self.memorising_since_ is not None else self.bootstrap_since_
         scale = ramp(self.epoch, start, self.ramp_epochs) if allowed else 0.0
         self.bootstrap_scale_ = scale * self.collapse_guard_
@@ -429,7 +443,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         check_targets(self.yb)
         labels = plain(self.yb[0])
         partner = torch.randperm(labels.shape[0], device=labels.device)
-        if self.mode == "lnc":  # fastai MixUp's draw: one lam per sample, the larger share its own
+        if self.mode == "lnc" and self.settling_:  # unmixed: the sample is all its own
+            lam = 1.0
+        elif self.mode == "lnc":  # fastai MixUp's draw: one lam per sample, the larger share its own
             lam = self._lam_distrib.sample((labels.shape[0],)).to(labels.device)
             lam = torch.maximum(lam, 1 - lam)
         else:  # the paper's: one lam per batch
@@ -448,7 +464,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
             if phase == "mixing":  # the loss is plain mixup's, with the fresh draw
                 weights = targets = None
         self._batch = MixedBatch(labels, partner, input_lam, loss_lam, weights, targets)
-        self.learn.xb = mix_inputs(self.xb, partner, input_lam)
+        if not (self.mode == "lnc" and self.settling_):
+            self.learn.xb = mix_inputs(self.xb, partner, input_lam)
         if self._model_buffers:
             torch._foreach_copy_(self._good_buffers, self._model_buffers)
 
