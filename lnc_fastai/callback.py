@@ -126,10 +126,11 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     settle : int or float
         lnc mode: the last epochs (an int) or that fraction of the run (a float) of a run that has
         not started bootstrapping train without mixup, on the given labels alone, unless the
-        network is seen to memorise in them (then bootstrapping and mixup start). Mixup regularises early but costs accuracy at the end of a
-        short schedule (CIFAR-10, 12 one-cycle epochs: fastai's ``MixUp()`` ends below plain
-        cross-entropy, see ``docs/training.md``); a run that found wrong labels and bootstraps
-        keeps mixup to the end. 0 keeps mixup throughout, as ``MixUp()``.
+        network is seen to memorise in them (then bootstrapping and mixup start). Mixup
+        regularises early but costs accuracy at the end of a short schedule (CIFAR-10, 12
+        one-cycle epochs: fastai's ``MixUp()`` ends below plain cross-entropy, see
+        ``docs/training.md``); a run that found wrong labels and bootstraps keeps mixup to the
+        end. 0 keeps mixup throughout, as ``MixUp()``.
     tracking_every : int or "auto"
         Track (the per-epoch pass and refit) every this many epochs, always including the last;
         between passes the weights and targets of the last pass are used. 1 tracks every epoch.
@@ -197,8 +198,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     was given, and the detector's fitted parameters; in lnc mode also the regime
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
     (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the
-    epoch's ``bootstrap_scale``, whether it trained unmixed (``settling``), the ``collapse_guard`` and ``classes_predicted`` (one row per
-    tracked epoch). ``report()`` gives one row per training sample. Training uses
+    epoch's ``bootstrap_scale``, whether it trained unmixed (``settling``), the
+    ``collapse_guard`` and ``classes_predicted`` (one row per tracked epoch). ``report()`` gives one row per training sample. Training uses
     this callback's own loss (``lf``, swapped in as fastai's ``MixHandler`` does); the learner's
     ``loss_func`` is put back after training (and on every cancel) and serves validation.
     Checkpoints: :func:`lnc_fastai.save_checkpoint`, :class:`lnc_fastai.SaveModelWithState`.
