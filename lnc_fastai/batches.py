@@ -38,7 +38,9 @@ def eval_mode(model):
 def mix_inputs(xb, partner, lam):
     """``lam * x + (1 - lam) * x[partner]`` for float inputs, with ``lam`` one number or one per
     sample. Integer inputs (categorical codes of tabular data) cannot be blended; each sample keeps
-    the codes of its heavier partner."""
+    the codes of its heavier partner. ``lam`` 1 (a number) leaves the inputs as they are."""
+    if not torch.is_tensor(lam) and lam == 1:
+        return tuple(xb)
     mixed = []
     for x in xb:
         weight = lam.to(x.device).view(-1, *[1] * (x.ndim - 1)) if torch.is_tensor(lam) else lam

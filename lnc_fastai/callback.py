@@ -199,9 +199,10 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
     (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the
     epoch's ``bootstrap_scale``, whether it trained unmixed (``settling``), the
-    ``collapse_guard`` and ``classes_predicted`` (one row per tracked epoch). ``report()`` gives one row per training sample. Training uses
-    this callback's own loss (``lf``, swapped in as fastai's ``MixHandler`` does); the learner's
-    ``loss_func`` is put back after training (and on every cancel) and serves validation.
+    ``collapse_guard`` and ``classes_predicted`` (one row per tracked epoch). ``report()``
+    gives one row per training sample. Training uses this callback's own loss (``lf``, swapped
+    in as fastai's ``MixHandler`` does); the learner's ``loss_func`` is put back after training
+    (and on every cancel) and serves validation.
     Checkpoints: :func:`lnc_fastai.save_checkpoint`, :class:`lnc_fastai.SaveModelWithState`.
     """
 
@@ -444,7 +445,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         check_targets(self.yb)
         labels = plain(self.yb[0])
         partner = torch.randperm(labels.shape[0], device=labels.device)
-        if self.mode == "lnc" and self.settling_:  # unmixed: the sample is all its own
+        if self.mode == "lnc" and self.settling_:  # unmixed: the sample is all its own (mix_inputs keeps it)
             lam = 1.0
         elif self.mode == "lnc":  # fastai MixUp's draw: one lam per sample, the larger share its own
             lam = self._lam_distrib.sample((labels.shape[0],)).to(labels.device)
@@ -465,8 +466,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
             if phase == "mixing":  # the loss is plain mixup's, with the fresh draw
                 weights = targets = None
         self._batch = MixedBatch(labels, partner, input_lam, loss_lam, weights, targets)
-        if not (self.mode == "lnc" and self.settling_):
-            self.learn.xb = mix_inputs(self.xb, partner, input_lam)
+        self.learn.xb = mix_inputs(self.xb, partner, input_lam)
         if self._model_buffers:
             torch._foreach_copy_(self._good_buffers, self._model_buffers)
 

@@ -359,6 +359,8 @@ def test_warmup_and_mixing_helpers():
     torch.testing.assert_close(mixed_floats, torch.tensor([[3.0], [7.0]]))
     assert torch.equal(mixed_codes, codes)  # lam >= 0.5 keeps each sample's own codes
     assert torch.equal(mix_inputs((codes,), partner, 0.3)[0], codes[partner])
+    kept = mix_inputs((floats, codes), partner, 1.0)  # lam 1: the inputs as they are, bit for bit
+    assert kept[0] is floats and kept[1] is codes
 
 
 @pytest.mark.parametrize("kwargs, message", [
