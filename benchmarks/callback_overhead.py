@@ -46,6 +46,7 @@ from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 from lnc_fastai.batches import eval_mode  # noqa: E402
 from lnc_fastai.losses import bootstrap_targets  # noqa: E402
 from lnc_fastai.posterior_table import noisy_probability  # noqa: E402
+from lnc_fastai.tracking import tracking_batch_size  # noqa: E402
 from lnc_sklearn import symmetric_noise  # noqa: E402
 
 
@@ -143,23 +144,24 @@ def make_learner(callback, data, args):
 
 
 def bare_forward_seconds(learn, args):
-    """A bare eval-mode forward over the training images already on the device, in batches of
-    ``4 * bs``, with the runs' precision and memory layout: the least any loss pass costs."""
+    """A bare eval-mode forward over the training images already on the device, in the loss
+    pass's default batches, with the runs' precision and memory layout (the batches' own: plain
+    contiguous unless ``--channels-last``): the least any loss pass costs."""
     model = learn.model
     device = next(model.parameters()).device
+    bs = tracking_batch_size(learn.dls.train, device)
     if args.loader == "tensor":
         images = learn.dls.train.images[: args.n_train].float().div_(255)
     else:
         images = as_float_images(args.arrays[0]).to(device)
-    if args.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = images.contiguous(memory_format=torch.channels_last if args.channels_last else torch.contiguous_format)
     autocast = torch.autocast("cuda", dtype=torch.float16) if args.fp16 and device.type == "cuda" else contextlib.nullcontext()
     with torch.inference_mode(), eval_mode(model), autocast:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for i in range(0, len(images), 4 * args.bs):
-            model(images[i : i + 4 * args.bs])
+        for i in range(0, len(images), bs):
+            model(images[i : i + bs])
         if device.type == "cuda":
             torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -254,6 +256,7 @@ def main():
     print(frame.to_string(index=False))
     # What any per-epoch loss pass must at least spend: the bare forward over the training set.
     bare_forward = bare_forward_seconds(learners["DynamicBootstrapMixUp()"][0], args)
+    pass_bs = tracking_batch_size(learners["DynamicBootstrapMixUp()"][0].dls.train, device)
     setting = []
     if args.fp16:
         setting.append("mixed precision (fp16)")
@@ -275,7 +278,7 @@ def main():
         markdown_table(frame, "{:.3f}"),
         "",
         f"For scale: a bare eval-mode forward over the {args.n_train} training images (tensors already in "
-        f"memory, no data pipeline, batch {4 * args.bs}) takes {bare_forward:.3f} s = "
+        f"memory, no data pipeline, batch {pass_bs}) takes {bare_forward:.3f} s = "
         f"{bare_forward / base:.2f} of a MixUp epoch on this device. The loss pass costs at least that, "
         "and the paper preset's extra forward per batch about as much again.",
     ]
@@ -283,7 +286,7 @@ def main():
     name = args.out_name or f"callback_overhead_{args.dataset}{model_tag}_{'gpu' if device.type == 'cuda' else 'cpu'}.md"
     path = write_results(name, "DynamicBootstrapMixUp overhead per epoch", lines)
     write_json(Path(name).with_suffix(".json").name, {"rows": rows, "bare_forward_seconds": bare_forward,
-                                                      "n_train": args.n_train, "bs": args.bs})
+                                                      "n_train": args.n_train, "bs": args.bs, "tracking_bs": pass_bs})
     print(f"written {path}")
 
 

@@ -187,8 +187,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     table_size : int
         Grid points of the posterior table the batches read p(noisy) from.
     tracking_bs : int, optional
-        Batch size of the per-epoch loss pass (no gradients are kept, so it can be larger than
-        the training batch); default four times the training batch size.
+        Batch size of the per-epoch loss pass; default the training batch size on a CPU (larger
+        eval batches run slower per sample there) and four times it on a GPU.
 
     After fitting, ``detector_`` is the last usable fit, ``history`` (a DataFrame, one row per
     epoch) holds the estimated noise rate (``noise_rate``, the log-odds count of

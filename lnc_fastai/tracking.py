@@ -28,7 +28,7 @@ from .batches import WEIGHT_CLIP, check_targets, eval_mode, plain
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
 
-__all__ = ["training_loader", "tracking_loader", "autocast_for", "per_sample_losses", "refit", "fitted_parameters",
+__all__ = ["training_loader", "tracking_batch_size", "tracking_loader", "autocast_for", "per_sample_losses", "refit", "fitted_parameters",
            "default_detector", "epoch_indices", "TrackingMixin"]
 
 
@@ -67,10 +67,20 @@ def training_loader(dls):
     return train.dl if hasattr(train, "world_size") and hasattr(train, "dl") else train
 
 
-def tracking_loader(train, bs=None, share=None):
+def tracking_batch_size(train, device=None):
+    """The loss pass's default batch size: the training batch's on a CPU, four training batches
+    on an accelerator. No gradients are kept, so a GPU fits (and is better used by) larger
+    batches; on a CPU an eval forward costs two to three times as much per sample at four training
+    batches as at one (measured for both networks of ``benchmarks/callback_overhead.py``: the
+    activations of a batch of 512 outgrow the processor's caches)."""
+    bs = getattr(train, "bs", None) or getattr(train, "batch_size", None) or 64
+    return bs if device is None or torch.device(device).type == "cpu" else 4 * bs
+
+
+def tracking_loader(train, bs=None, share=None, device=None):
     """``train``'s samples in dataset order without shuffling (or only those in ``share``), in
-    batches of ``bs`` (default: four training batches: no gradients are kept)."""
-    bs = bs or 4 * (getattr(train, "bs", None) or getattr(train, "batch_size", None) or 64)
+    batches of ``bs`` (default :func:`tracking_batch_size` for the model's ``device``)."""
+    bs = bs or tracking_batch_size(train, device)
     if hasattr(train, "new"):
         kwargs = {} if share is None else {"get_idxs": lambda: [int(i) for i in share]}
         return train.new(shuffle=False, drop_last=False, bs=bs, **kwargs)
@@ -102,10 +112,10 @@ def per_sample_losses(learn, augmented=False, probabilities=False, bs=None):
     dataset = train.dataset
     n = len(dataset)
     share, real = rank_share(n, rank, world_size) if world_size > 1 else (None, None)
-    dl = tracking_loader(train, bs, share)
-    keep_train_tfms = augmented or not hasattr(dataset, "set_split_idx")
     model = unwrap(learn.model)  # no collective operations in this pass
     device = next(model.parameters()).device
+    dl = tracking_loader(train, bs, share, device)
+    keep_train_tfms = augmented or not hasattr(dataset, "set_split_idx")
     mbar = getattr(getattr(learn, "progress", None), "mbar", None)
     batches = progress_bar(dl, parent=mbar, leave=False) if hasattr(learn, "progress") else dl
     n_inp = getattr(learn.dls, "n_inp", None)

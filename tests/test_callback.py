@@ -28,6 +28,7 @@ from torch import nn
 from lnc_fastai import DynamicBootstrapMixUp, PosteriorTable
 from lnc_fastai.batches import eval_mode, mix_inputs
 from lnc_fastai.schedule import epochs_of as _epochs
+from lnc_fastai.tracking import tracking_batch_size
 from lnc_fastai.losses import sharpening_temperature
 from lnc_sklearn import BetaMixtureNoiseDetector
 from lnc_sklearn.noise_rate import count_noise
@@ -118,6 +119,27 @@ def test_per_sample_losses_in_dataset_order_and_unaugmented():
     assert np.abs(augmented.losses_ - clean).mean() > 0.1  # the option really augments
 
 
+
+@pytest.mark.parametrize("tracking_bs", [None, 48])
+def test_loss_pass_batches_are_the_training_batch_on_a_cpu(tracking_bs):
+    # On a CPU an eval forward over four training batches at once costs more per sample than over
+    # one (the activations outgrow the caches), so the pass keeps the training batch size there;
+    # an accelerator gets four training batches; an explicit tracking_bs wins everywhere.
+    cb = DynamicBootstrapMixUp(mode="paper", warmup=1, tracking_bs=tracking_bs)
+    learn = fastai_learner(cb, bs=16)
+    quiet_fit(learn, epochs=1)
+    sizes = []
+    hook = learn.model.register_forward_hook(lambda module, args, out: sizes.append(len(args[0])))
+    losses = cb.per_sample_losses()[0]
+    hook.remove()
+    device = next(learn.model.parameters()).device
+    expected = tracking_bs or (16 if device.type == "cpu" else 64)
+    assert sizes == [expected] * (N_TRAIN // expected) + ([N_TRAIN % expected] if N_TRAIN % expected else [])
+    assert losses.shape == (N_TRAIN,)
+    assert tracking_batch_size(learn.dls.train, torch.device("cpu")) == 16
+    assert tracking_batch_size(learn.dls.train, torch.device("cuda")) == 64
+
+
 class CountForwards:
     """Forward calls by phase: validation, train mode, the un-mixed pass, the tracking pass."""
 
@@ -143,7 +165,8 @@ def test_one_gradient_free_eval_forward_per_batch_after_warmup():
     counter = CountForwards(learn)
     with learn.no_bar(), learn.no_logging():
         learn.fit(2, 1e-2)
-    batches, tracking_batches = len(learn.dls.train), -(-N_TRAIN // (4 * learn.dls.train.bs))
+    pass_bs = tracking_batch_size(learn.dls.train, next(learn.model.parameters()).device)
+    batches, tracking_batches = len(learn.dls.train), -(-N_TRAIN // pass_bs)
     assert counter.calls.count("train") == 2 * batches
     assert counter.calls.count("un-mixed, no grad") == batches  # epoch 1 only; one extra forward, not two
     assert counter.calls.count("tracking") == 2 * tracking_batches

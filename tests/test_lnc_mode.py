@@ -24,7 +24,7 @@ from lnc_fastai.adaptive import (
     still_improving,
 )
 from lnc_fastai.batches import WEIGHT_CLIP
-from lnc_fastai.tracking import epoch_indices
+from lnc_fastai.tracking import epoch_indices, tracking_batch_size
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
 
@@ -202,7 +202,7 @@ def test_batches_read_weights_and_targets_by_index_without_an_extra_forward():
     # forwards: training batches in train mode, and per epoch the tracking pass and validation
     # (eval mode); no forward of the un-mixed batch
     assert sum(forwards) == 2 * len(learn.dls.train)
-    tracking = -(-N_TRAIN // (4 * learn.dls.train.bs))
+    tracking = -(-N_TRAIN // tracking_batch_size(learn.dls.train, next(learn.model.parameters()).device))
     assert len(forwards) - sum(forwards) == 2 * tracking + 2 * len(learn.dls.valid)
 
 
