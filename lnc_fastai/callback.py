@@ -71,8 +71,10 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     """Mixup with dynamic bootstrapping (Arazo et al., 2019) as a fastai callback.
 
     ``DynamicBootstrapMixUp()`` is lnc's own mode (``mode="lnc"``), made for short schedules and
-    unknown, often small, noise rates: it trains as plain mixup until the detector counts wrong
-    labels, then bootstraps them towards a running average of their own predictions. The paper's
+    unknown, often small, noise rates: it trains as plain mixup while the detector finds little
+    or no noise, and bootstraps the wrong labels it counts towards a running average of their own
+    predictions. Under heavy noise it trains on the given labels until the network starts to
+    memorise them, then bootstraps with strong mixup towards its current predictions. The paper's
     methods are ``mode="paper"``, most simply through the presets
     ``DynamicBootstrapMixUp.preset("m-dyr-h" | "m-dyr-s" | "md-dyr-sh", **overrides)``.
 
@@ -83,7 +85,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         prediction, or (paper mode) towards the softmax at a temperature that falls from 1 to
         0.001 over ``sharpening`` (MD-DYR-SH's soft-to-hard targets). In paper mode the
         prediction is a forward of the un-mixed batch; in lnc mode it is the running average of
-        each sample's softmax over epochs (``target_momentum``). Default: "hard" in both modes.
+        each sample's softmax over epochs (``target_momentum``), or a forward of the un-mixed
+        batch where ``fresh_targets`` says so. Default: "hard" in both modes.
     alpha : float, optional
         Mixup's ``Beta(alpha, alpha)``. Paper mode draws one mixing weight per batch, as the
         paper does, and its default is the paper's 32. lnc mode draws one per sample and keeps
@@ -131,6 +134,25 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         one-cycle epochs: fastai's ``MixUp()`` ends below plain cross-entropy, see
         ``docs/training.md``); a run that found wrong labels and bootstraps keeps mixup to the
         end. 0 keeps mixup throughout, as ``MixUp()``.
+    mix_before_memorising : bool
+        lnc mode, heavy noise (the network disbelieves most labels): False (the default) trains
+        without mixup, on the given labels, from the warm-up floor until the network is seen to
+        memorise them (a network that has not learnt much yet also disbelieves most labels, so
+        this also happens early in a run without noise); then
+        bootstrapping and ``strong_alpha`` mixup start. Before memorisation, mixup at ``alpha``
+        gains nothing there (digits at 80% noise: fastai's ``MixUp()`` 0.35, cross-entropy 0.34)
+        and costs accuracy where the network never memorises (MNIST, 5,000 augmented images,
+        16 epochs, 80% noise: ``MixUp()`` 0.815, cross-entropy 0.832; see ``docs/training.md``).
+        True mixes at ``alpha`` meanwhile, as before 2026-11-30.
+    fresh_targets : {"heavy", True, False}
+        lnc mode: where the bootstrapping targets come from a forward of the un-mixed batch
+        (without gradients, in eval mode, as the paper's methods make it) instead of the running
+        average of the per-epoch passes. "heavy" (the default): once the network is seen to
+        memorise under heavy noise, where a network whose accuracy climbs from 50% to 90% within
+        a few epochs needs its newest predictions (digits at 90% noise, four seeds: 0.79 against
+        0.70 with the running average, ``docs/training.md``); this costs one forward per batch
+        in those runs only. True: whenever it bootstraps; False: never (no extra forward). The
+        weights are the per-epoch pass's p(noisy) either way.
     tracking_every : int or "auto"
         Track (the per-epoch pass and refit) every this many epochs, always including the last;
         between passes the weights and targets of the last pass are used. 1 tracks every epoch.
@@ -198,8 +220,10 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     was given, and the detector's fitted parameters; in lnc mode also the regime
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
     (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the
-    epoch's ``bootstrap_scale``, whether it trained unmixed (``settling``), the
-    ``collapse_guard`` and ``classes_predicted`` (one row per tracked epoch). ``report()``
+    epoch's ``bootstrap_scale``, whether it trained unmixed (``unmixed``; ``settling`` where
+    because of ``settle``) and with targets from a forward of each batch (``fresh_targets``),
+    the ``collapse_guard`` and
+    ``classes_predicted`` (one row per tracked epoch). ``report()``
     gives one row per training sample. Training uses this callback's own loss (``lf``, swapped
     in as fastai's ``MixHandler`` does); the learner's ``loss_func`` is put back after training
     (and on every cancel) and serves validation.
@@ -236,6 +260,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         ramp=0.1,
         tracking_every="auto",
         settle=0.2,
+        fresh_targets="heavy",
+        mix_before_memorising=False,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -267,6 +293,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         epochs_of(mixing_only, 1, "mixing_only")  # validates
         if detector is not None and not (hasattr(detector, "fit") and hasattr(detector, "predict_proba")):
             raise TypeError(f"detector must have fit and predict_proba, got {type(detector).__name__}")
+        if not (fresh_targets is True or fresh_targets is False or fresh_targets == "heavy"):
+            raise ValueError(f"fresh_targets must be 'heavy', True or False, got {fresh_targets!r}")
         if tracking_bs is not None and not (isinstance(tracking_bs, (int, np.integer)) and tracking_bs > 0):
             raise ValueError(f"tracking_bs must be a positive int or None, got {tracking_bs!r}")
         super().__init__(float(alpha))  # MixHandler: self.distrib = Beta(alpha, alpha)
@@ -277,7 +305,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.strong_alpha, self.memorisation_threshold = float(strong_alpha), float(memorisation_threshold)
         self.light_noise_rate = float(light_noise_rate)
         epochs_of(settle, 100, "settle")  # checked here, resolved against the run in before_fit
-        self.settle = settle
+        self.settle, self.fresh_targets = settle, fresh_targets
+        self.mix_before_memorising = bool(mix_before_memorising)
         self.alpha_, self.noise_regime_, self.memorising_since_, self.bootstrap_since_ = float(alpha), "none", None, None
         self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool).ravel()
         self.augmented_tracking, self.keep_trace, self.trace_probs = augmented_tracking, keep_trace, trace_probs
@@ -287,6 +316,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.failed_fits, self.skipped_batches = [], []  # what went wrong, and when
         self.losses_ = self.labels_ = self.predictions_ = self.p_noisy_ = self.noise_flags_ = None
         self.target_average_, self.bootstrap_scale_, self.collapse_guard_, self.settling_ = None, 0.0, 1.0, False
+        self.fresh_targets_used_, self.unmixed_ = False, False
         self.valid_fits_, self._valid_hits, self._fitting, self._fresh_run = [], None, False, False
         self.stack_y, self._batch = False, None
         self._model_buffers, self._good_buffers = [], []
@@ -379,8 +409,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     def _set_lnc_epoch(self):
         """lnc mode: this epoch's share of the full bootstrapping weights and its mixup alpha, from
         what the last pass found: bootstrapping (light mixup) where the detector counts wrong labels
-        among labels the network believes; under heavy noise plain light mixup until the network
-        memorises, then bootstrapping with strong mixup; never before the warm-up floor."""
+        among labels the network believes; under heavy noise no mixup until the network memorises
+        (``mix_before_memorising``), then bootstrapping with strong mixup; never before the
+        warm-up floor."""
         light = getattr(self, "noise_regime_", "none") == "light" and (
             getattr(self, "light_rate_", 0.0) >= self.light_noise_rate or self.bootstrap_since_ is not None)
         allowed = self.epoch >= self.warmup_epochs and (self.memorising_since_ is not None or light)
@@ -389,9 +420,15 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         # the last `settle` epochs of a run that has not bootstrapped train unmixed, on the given
         # labels; should the network be seen to memorise in them, bootstrapping (and mixup) start
         self.settling_ = self.bootstrap_since_ is None and self.epoch >= self.n_epoch - self.settle_epochs
+        # so does a run under heavy noise, from the warm-up floor (before it, a network that has
+        # hardly trained disbelieves most labels, noise or not) until the network is seen to memorise
+        waiting = (self.noise_regime_ == "heavy" and self.epoch >= self.warmup_epochs
+                   and self.memorising_since_ is None and self.bootstrap_since_ is None)
+        self.unmixed_ = self.settling_ or (waiting and not self.mix_before_memorising)
         start = self.memorising_since_ if self.memorising_since_ is not None else self.bootstrap_since_
         scale = ramp(self.epoch, start, self.ramp_epochs) if allowed else 0.0
         self.bootstrap_scale_ = scale * self.collapse_guard_
+        self.fresh_targets_used_ = self.bootstrap_scale_ > 0 and self.fresh_targets_now
         # the mixing weights' alpha; before_train draws from it (lnc mode does not use self.distrib)
         self.alpha_ = self.strong_alpha if self.memorising_since_ is not None else self.alpha
 
@@ -445,7 +482,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         check_targets(self.yb)
         labels = plain(self.yb[0])
         partner = torch.randperm(labels.shape[0], device=labels.device)
-        if self.mode == "lnc" and self.settling_:  # unmixed: the sample is all its own (mix_inputs keeps it)
+        if self.mode == "lnc" and self.unmixed_:  # unmixed: the sample is all its own (mix_inputs keeps it)
             lam = 1.0
         elif self.mode == "lnc":  # fastai MixUp's draw: one lam per sample, the larger share its own
             lam = self._lam_distrib.sample((labels.shape[0],)).to(labels.device)
@@ -470,12 +507,17 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         if self._model_buffers:
             torch._foreach_copy_(self._good_buffers, self._model_buffers)
 
+    def unmixed_logits(self, xb):
+        """The un-mixed batch's logits from one forward without gradients in eval mode (so
+        BatchNorm's running statistics do not move), on the device."""
+        model = unwrap(self.model)  # this rank's copy: no collective operation per batch
+        with torch.no_grad(), eval_mode(model):
+            return plain(model(*xb)).float()
+
     def noise_weights_and_targets(self, xb, labels):
         """p(noisy) and bootstrapping targets of the un-mixed batch, from ONE forward pass without
         gradients in eval mode (so BatchNorm's running statistics do not move), all on the device."""
-        model = unwrap(self.model)  # this rank's copy: no collective operation per batch
-        with torch.no_grad(), eval_mode(model):
-            logits = plain(model(*xb)).float()
+        logits = self.unmixed_logits(xb)
         losses = F.cross_entropy(logits, plain(labels), reduction="none")
         self.table.to(losses.device)
         kind = "soft" if self.bootstrap == "soft-to-hard" else self.bootstrap
@@ -484,14 +526,26 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
 
     def lnc_weights_and_targets(self, labels):
         """lnc mode: each sample's p(noisy) (times this epoch's ``bootstrap_scale_``) and its
-        running-average target, read from the last per-epoch pass by the batch's sample indices;
+        running-average target, read from the last per-epoch pass by the batch's sample indices
+        (the target from a forward of the un-mixed batch where ``fresh_targets`` says so); both
         from a forward of the batch where the indices are not known."""
         idx = self._batch_index(labels)
         if idx is None:
             weights, targets = self.noise_weights_and_targets(self.xb, labels)
             return weights * self.bootstrap_scale_, targets
         state = self._per_sample
-        return state["weights"][idx] * self.bootstrap_scale_, state["targets"][idx].float()
+        weights = state["weights"][idx] * self.bootstrap_scale_
+        if self.fresh_targets_now:
+            return weights, bootstrap_targets(self.unmixed_logits(self.xb), self.bootstrap)
+        return weights, state["targets"][idx].float()
+
+    @property
+    def fresh_targets_now(self):
+        """lnc mode: whether this epoch's bootstrapping targets come from a forward of each batch
+        (``fresh_targets``: always, never, or once the network memorises under heavy noise)."""
+        if self.fresh_targets == "heavy":
+            return self.memorising_since_ is not None
+        return bool(self.fresh_targets)
 
     def _batch_index(self, labels):
         """This batch's dataset indices on the device, or None (then never again this run) where

@@ -316,7 +316,9 @@ class TrackingMixin:
         if self.mode == "lnc":
             self._update_regime(record, count)
             record["bootstrap_scale"] = float(self.bootstrap_scale_)  # what the epoch just trained used
-            record["settling"] = bool(self.settling_)  # and whether it trained without mixup
+            record["unmixed"] = bool(self.unmixed_)  # whether it trained without mixup
+            record["settling"] = bool(self.settling_)  # because of `settle`
+            record["fresh_targets"] = bool(self.fresh_targets_used_)  # or with targets from a forward per batch
             record["collapse_guard"] = float(self.collapse_guard_)  # a factor on the next epochs' scale
             record["classes_predicted"] = int(np.unique(self.predictions_).size)
         if self.noise_mask is not None:

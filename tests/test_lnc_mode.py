@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from fastai.basics import Callback, CrossEntropyLossFlat, Datasets, Learner, TensorCategory
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
 from fastai.data.load import DataLoader
@@ -206,6 +207,51 @@ def test_batches_read_weights_and_targets_by_index_without_an_extra_forward():
     assert len(forwards) - sum(forwards) == 2 * tracking + 2 * len(learn.dls.valid)
 
 
+
+class MemorisingFromEpochOne(DynamicBootstrapMixUp):
+    """lnc's mode as if the network had been seen to memorise under heavy noise after epoch 0."""
+
+    def _set_lnc_epoch(self):
+        if self.epoch >= 1 and self.memorising_since_ is None:
+            self.memorising_since_ = 1
+        super()._set_lnc_epoch()
+
+
+@pytest.mark.parametrize("fresh_targets", ["heavy", False])
+def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_targets):
+    cb = MemorisingFromEpochOne(warmup=0, fresh_targets=fresh_targets)
+    learn = indexed_learner(cb)
+    seen = SeeBatches(cb)
+    learn.add_cb(seen)
+    unmixed = []  # eval-mode forwards with gradients off inside training batches
+
+    def hook(module, inputs, output):
+        if learn.training and not module.training and not torch.is_inference_mode_enabled():
+            unmixed.append((inputs[0][:, -1].long().clone(), output.detach().clone()))
+
+    learn.model.register_forward_hook(hook)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(2, 1e-2)
+    assert len(seen.seen) == len(learn.dls.train)  # the second epoch bootstrapped every batch
+    scale = cb.history["bootstrap_scale"].iloc[1]
+    assert scale > 0
+    first_p, first_targets = cb.trace_first_p, cb.trace_first_targets
+    for indices, weights, _ in seen.seen:  # the weights are the pass's p(noisy) either way
+        expected = np.clip(np.nan_to_num(first_p[indices.numpy()], nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP) * scale
+        assert np.allclose(weights.numpy(), expected, atol=1e-6)
+    if fresh_targets:
+        # one forward per batch, of the batch's own samples before mixing; the targets its one-hot argmax
+        assert len(unmixed) == len(seen.seen)
+        for (indices, _, targets), (forward_indices, logits) in zip(seen.seen, unmixed):
+            assert torch.equal(forward_indices, indices)
+            assert torch.equal(targets, F.one_hot(logits.argmax(1), N_CLASSES).float())
+    else:
+        assert unmixed == []
+        for indices, _, targets in seen.seen:
+            assert torch.equal(targets.argmax(1), torch.as_tensor(first_targets[indices.numpy()].argmax(1)))
+    assert list(cb.history["fresh_targets"]) == [False, bool(fresh_targets)]
+
 class SeeMixing(Callback):
     """Keeps each training batch's un-mixed inputs (before the callback) and checks, after the loss,
     that the mixing and the loss are fastai MixUp's: one lam per sample, the larger share its own."""
@@ -240,7 +286,8 @@ class SeeMixing(Callback):
 
 
 def test_without_noise_lnc_mode_mixes_as_fastai_mixup_does():
-    cb = DynamicBootstrapMixUp(settle=0)
+    # (this tiny network still disbelieves most labels after an epoch, which reads as heavy noise)
+    cb = DynamicBootstrapMixUp(settle=0, mix_before_memorising=True)
     learn = indexed_learner(cb, noise=0.0)
     seen = SeeMixing(cb)
     learn.add_cb(seen)
@@ -279,7 +326,8 @@ class StartsBootstrappingAtEpochOne(DynamicBootstrapMixUp):
 
 
 def test_a_run_that_does_not_bootstrap_ends_without_mixup_and_one_that_does_keeps_it():
-    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2}
+    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2,
+             "mix_before_memorising": True}  # (this tiny network's count reads as heavy noise)
     n = len(indexed_learner(None).dls.train)
     for cb, unmixed in ((DynamicBootstrapMixUp(**never), [3, 4]), (StartsBootstrappingAtEpochOne(**never), [])):
         learn = indexed_learner(cb, noise=0.0)
@@ -294,6 +342,44 @@ def test_a_run_that_does_not_bootstrap_ends_without_mixup_and_one_that_does_keep
     with pytest.raises(ValueError, match="settle must be"):
         DynamicBootstrapMixUp(settle=1.5)
 
+
+
+class HeavyFromEpochOne(DynamicBootstrapMixUp):
+    """lnc's mode told that the detector sees heavy noise from the second epoch on (and, with
+    ``memorising_at``, that the network memorises from that epoch)."""
+
+    def __init__(self, memorising_at=None, **kwargs):
+        super().__init__(**kwargs)
+        self.memorising_at = memorising_at
+
+    def _set_lnc_epoch(self):
+        if self.epoch >= 1:
+            self.noise_regime_ = "heavy"
+        if self.memorising_at is not None and self.epoch >= self.memorising_at and self.memorising_since_ is None:
+            self.memorising_since_ = self.memorising_at
+        super()._set_lnc_epoch()
+
+
+def test_under_heavy_noise_training_is_unmixed_until_the_network_memorises():
+    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 0}
+    n = len(indexed_learner(None).dls.train)
+    cases = (
+        (HeavyFromEpochOne(**never), [1, 2, 3]),  # heavy, not memorising: the given labels, no mixup
+        (HeavyFromEpochOne(mix_before_memorising=True, **never), []),
+        (HeavyFromEpochOne(memorising_at=2, **never), [1]),  # memorising: strong mixup and bootstrapping
+    )
+    for cb, unmixed in cases:
+        learn = indexed_learner(cb)
+        seen = SeeSettling()
+        learn.add_cb(seen)
+        with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            learn.fit_one_cycle(4, 1e-2)
+        assert seen.unmixed == [e for e in unmixed for _ in range(n)]
+        assert seen.mixed == [e for e in range(4) if e not in unmixed for _ in range(n)]
+        assert list(cb.history.unmixed) == [e in unmixed for e in cb.history.epoch]
+        assert not cb.history.settling.any()
+    assert list(cb.history.bootstrap_scale > 0) == [False, False, True, True]
 
 @pytest.fixture(autouse=True)
 def keep_first_pass(monkeypatch):
