@@ -12,8 +12,10 @@ the same for all). Variants:
 - ``DynamicBootstrapMixUp()``: lnc's default, with bootstrapping forced on (whatever its detector
   decides, so that every batch pays for it): each batch's weights and targets read from the
   per-epoch pass by sample index, no extra forward. On a CPU it makes the pass every third
-  epoch, except while it bootstraps under heavy noise: then every epoch, as
-  ``tracking_every=1`` does.
+  epoch, except under heavy noise: then every epoch, as ``tracking_every=1`` does.
+- ``DynamicBootstrapMixUp(), memorising``: lnc's default as under heavy noise once the network
+  memorises: the pass every epoch and one extra forward per batch for the targets
+  (``fresh_targets``), as M-DYR-H.
 - ``reference-style``: as the reference code: a train-mode forward on the un-mixed batch for the
   targets (moving BatchNorm statistics) and another eval-mode forward for the losses, which go to
   the CPU every batch for the detector's posterior.
@@ -67,12 +69,25 @@ CPU_ROUND = 3  # epochs per timed round on a CPU (lnc's default tracks one of th
 
 class AlwaysBootstrapping(DynamicBootstrapMixUp):
     """lnc's default with bootstrapping on in every epoch after the first fit, so the per-batch
-    path is timed whether or not its detector would switch bootstrapping on."""
+    path is timed whether or not its detector would switch bootstrapping on (mixed batches, as
+    a run that bootstraps trains them)."""
 
     def _set_lnc_epoch(self):
+        if self.table is not None and self.bootstrap_since_ is None:
+            self.bootstrap_since_ = self.epoch
         super()._set_lnc_epoch()
         if self.table is not None:
             self.bootstrap_scale_ = 1.0
+
+
+class AlwaysMemorising(AlwaysBootstrapping):
+    """lnc's default as under heavy noise once the network memorises: bootstrapping towards a
+    forward of each un-mixed batch (``fresh_targets``), strong mixup, the pass every epoch."""
+
+    def _set_lnc_epoch(self):
+        if self.table is not None and self.memorising_since_ is None:
+            self.memorising_since_ = self.epoch
+        super()._set_lnc_epoch()
 
 
 def time_tracking(cb):
@@ -217,6 +232,7 @@ def main():
         "reference-style": ReferenceStyleBootstrap(mode="paper", warmup=0),
         "DynamicBootstrapMixUp()": AlwaysBootstrapping(warmup=0),
         "DynamicBootstrapMixUp(tracking_every=1)": AlwaysBootstrapping(warmup=0, tracking_every=1),
+        "DynamicBootstrapMixUp(), memorising": AlwaysMemorising(warmup=0),
     }
     if device.type == "cuda" or rounds_of == 1:  # the default then tracks every epoch, as tracking_every=1 does
         del variants["DynamicBootstrapMixUp(tracking_every=1)"]

@@ -73,8 +73,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     ``DynamicBootstrapMixUp()`` is lnc's own mode (``mode="lnc"``), made for short schedules and
     unknown, often small, noise rates: it trains as plain mixup while the detector finds little
     or no noise, and bootstraps the wrong labels it counts towards a running average of their own
-    predictions. Under heavy noise it trains on the given labels until the network starts to
-    memorise them, then bootstraps with strong mixup towards its current predictions. The paper's
+    predictions. Under heavy noise it waits until the network starts to memorise the given
+    labels, then bootstraps with strong mixup towards its current predictions. The paper's
     methods are ``mode="paper"``, most simply through the presets
     ``DynamicBootstrapMixUp.preset("m-dyr-h" | "m-dyr-s" | "md-dyr-sh", **overrides)``.
 
@@ -134,16 +134,16 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         one-cycle epochs: fastai's ``MixUp()`` ends below plain cross-entropy, see
         ``docs/training.md``); a run that found wrong labels and bootstraps keeps mixup to the
         end. 0 keeps mixup throughout, as ``MixUp()``.
-    mix_before_memorising : bool
-        lnc mode, heavy noise (the network disbelieves most labels): False (the default) trains
-        without mixup, on the given labels, from the warm-up floor until the network is seen to
-        memorise them (a network that has not learnt much yet also disbelieves most labels, so
-        this also happens early in a run without noise); then
-        bootstrapping and ``strong_alpha`` mixup start. Before memorisation, mixup at ``alpha``
-        gains nothing there (digits at 80% noise: fastai's ``MixUp()`` 0.35, cross-entropy 0.34)
-        and costs accuracy where the network never memorises (MNIST, 5,000 augmented images,
-        16 epochs, 80% noise: ``MixUp()`` 0.815, cross-entropy 0.832; see ``docs/training.md``).
-        True mixes at ``alpha`` meanwhile, as before 2026-11-30.
+    unmixed_until_memorising : bool
+        lnc mode, heavy noise (the network disbelieves most labels): train without mixup, on the
+        given labels, from the warm-up floor until the network is seen to memorise them (then
+        bootstrapping and ``strong_alpha`` mixup start as always). Default False: light mixup
+        at ``alpha`` meanwhile. True suits short augmented schedules, where the network does not
+        memorise and mixup costs accuracy (MNIST, 5,000 augmented images, 16 epochs, 80% noise,
+        four seeds: 0.829 against 0.814, cross-entropy 0.832); it hurts where the network
+        memorises (MNIST, 2,000 images without augmentation, 90% noise, two seeds: 0.48 against
+        0.57-0.62). See ``docs/training.md``. A network that has not learnt much yet also
+        disbelieves most labels, so it can train unmixed early in a run without noise.
     fresh_targets : {"heavy", True, False}
         lnc mode: where the bootstrapping targets come from a forward of the un-mixed batch
         (without gradients, in eval mode, as the paper's methods make it) instead of the running
@@ -157,10 +157,10 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         Track (the per-epoch pass and refit) every this many epochs, always including the last;
         between passes the weights and targets of the last pass are used. 1 tracks every epoch.
         "auto" (the default) is 1 on a GPU and in paper mode; for lnc's mode on a CPU, where the
-        pass costs most of a training epoch, it is 3, except under heavy noise, where it is 1:
-        memorisation is judged against the flags of the epoch before (against flags three
-        epochs old, learning looked like memorisation on MNIST at 80% noise and bootstrapping
-        began too early: 0.68 test accuracy against 0.84), and bootstrapping needs fresh
+        pass costs a third to two thirds of a training epoch, it is 3, except under heavy noise,
+        where it is 1: memorisation is judged against the flags of the epoch before (against
+        flags three epochs old, learning looked like memorisation on MNIST at 80% noise and
+        bootstrapping began too early: 0.68 test accuracy against 0.84), and bootstrapping needs fresh
         targets (digits at 80% noise, one seed, tracking every, every second and every third
         epoch: 0.95, 0.84 and 0.88).
     reg_weight : float
@@ -261,7 +261,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         tracking_every="auto",
         settle=0.2,
         fresh_targets="heavy",
-        mix_before_memorising=False,
+        unmixed_until_memorising=False,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -306,7 +306,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.light_noise_rate = float(light_noise_rate)
         epochs_of(settle, 100, "settle")  # checked here, resolved against the run in before_fit
         self.settle, self.fresh_targets = settle, fresh_targets
-        self.mix_before_memorising = bool(mix_before_memorising)
+        self.unmixed_until_memorising = bool(unmixed_until_memorising)
         self.alpha_, self.noise_regime_, self.memorising_since_, self.bootstrap_since_ = float(alpha), "none", None, None
         self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool).ravel()
         self.augmented_tracking, self.keep_trace, self.trace_probs = augmented_tracking, keep_trace, trace_probs
@@ -409,9 +409,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     def _set_lnc_epoch(self):
         """lnc mode: this epoch's share of the full bootstrapping weights and its mixup alpha, from
         what the last pass found: bootstrapping (light mixup) where the detector counts wrong labels
-        among labels the network believes; under heavy noise no mixup until the network memorises
-        (``mix_before_memorising``), then bootstrapping with strong mixup; never before the
-        warm-up floor."""
+        among labels the network believes; under heavy noise plain light mixup (or none, with
+        ``unmixed_until_memorising``) until the network memorises, then bootstrapping with strong
+        mixup; never before the warm-up floor."""
         light = getattr(self, "noise_regime_", "none") == "light" and (
             getattr(self, "light_rate_", 0.0) >= self.light_noise_rate or self.bootstrap_since_ is not None)
         allowed = self.epoch >= self.warmup_epochs and (self.memorising_since_ is not None or light)
@@ -420,11 +420,11 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         # the last `settle` epochs of a run that has not bootstrapped train unmixed, on the given
         # labels; should the network be seen to memorise in them, bootstrapping (and mixup) start
         self.settling_ = self.bootstrap_since_ is None and self.epoch >= self.n_epoch - self.settle_epochs
-        # so does a run under heavy noise, from the warm-up floor (before it, a network that has
-        # hardly trained disbelieves most labels, noise or not) until the network is seen to memorise
+        # with unmixed_until_memorising, so does a run under heavy noise, from the warm-up floor
+        # (before it, a network that has hardly trained disbelieves most labels) until it memorises
         waiting = (self.noise_regime_ == "heavy" and self.epoch >= self.warmup_epochs
                    and self.memorising_since_ is None and self.bootstrap_since_ is None)
-        self.unmixed_ = self.settling_ or (waiting and not self.mix_before_memorising)
+        self.unmixed_ = self.settling_ or (waiting and self.unmixed_until_memorising)
         start = self.memorising_since_ if self.memorising_since_ is not None else self.bootstrap_since_
         scale = ramp(self.epoch, start, self.ramp_epochs) if allowed else 0.0
         self.bootstrap_scale_ = scale * self.collapse_guard_

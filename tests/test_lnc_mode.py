@@ -286,8 +286,7 @@ class SeeMixing(Callback):
 
 
 def test_without_noise_lnc_mode_mixes_as_fastai_mixup_does():
-    # (this tiny network still disbelieves most labels after an epoch, which reads as heavy noise)
-    cb = DynamicBootstrapMixUp(settle=0, mix_before_memorising=True)
+    cb = DynamicBootstrapMixUp(settle=0)
     learn = indexed_learner(cb, noise=0.0)
     seen = SeeMixing(cb)
     learn.add_cb(seen)
@@ -326,8 +325,7 @@ class StartsBootstrappingAtEpochOne(DynamicBootstrapMixUp):
 
 
 def test_a_run_that_does_not_bootstrap_ends_without_mixup_and_one_that_does_keeps_it():
-    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2,
-             "mix_before_memorising": True}  # (this tiny network's count reads as heavy noise)
+    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2}
     n = len(indexed_learner(None).dls.train)
     for cb, unmixed in ((DynamicBootstrapMixUp(**never), [3, 4]), (StartsBootstrappingAtEpochOne(**never), [])):
         learn = indexed_learner(cb, noise=0.0)
@@ -360,13 +358,14 @@ class HeavyFromEpochOne(DynamicBootstrapMixUp):
         super()._set_lnc_epoch()
 
 
-def test_under_heavy_noise_training_is_unmixed_until_the_network_memorises():
+def test_unmixed_until_memorising_trains_heavy_noise_on_the_given_labels_until_the_network_memorises():
     never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 0}
     n = len(indexed_learner(None).dls.train)
     cases = (
-        (HeavyFromEpochOne(**never), [1, 2, 3]),  # heavy, not memorising: the given labels, no mixup
-        (HeavyFromEpochOne(mix_before_memorising=True, **never), []),
-        (HeavyFromEpochOne(memorising_at=2, **never), [1]),  # memorising: strong mixup and bootstrapping
+        (HeavyFromEpochOne(**never), []),  # the default: light mixup until memorisation
+        (HeavyFromEpochOne(unmixed_until_memorising=True, **never), [1, 2, 3]),  # the given labels, no mixup
+        # memorising: strong mixup and bootstrapping
+        (HeavyFromEpochOne(memorising_at=2, unmixed_until_memorising=True, **never), [1]),
     )
     for cb, unmixed in cases:
         learn = indexed_learner(cb)
