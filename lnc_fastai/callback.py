@@ -140,9 +140,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         bootstrapping and ``strong_alpha`` mixup start as always). Default False: light mixup
         at ``alpha`` meanwhile. True suits short augmented schedules, where the network does not
         memorise and mixup costs accuracy (MNIST, 5,000 augmented images, 16 epochs, 80% noise,
-        four seeds: 0.829 against 0.814, cross-entropy 0.832); it hurts where the network
-        memorises (MNIST, 2,000 images without augmentation, 90% noise, two seeds: 0.48 against
-        0.57-0.62). See ``docs/training.md``. A network that has not learnt much yet also
+        four seeds: 0.829 against 0.814, cross-entropy 0.832); where the network memorises, the
+        training matrix could not tell it from the default (``docs/training.md``), and it has not
+        been run on CIFAR-10. A network that has not learnt much yet also
         disbelieves most labels, so it can train unmixed early in a run without noise.
     fresh_targets : {"heavy", True, False}
         lnc mode: where the bootstrapping targets come from a forward of the un-mixed batch
