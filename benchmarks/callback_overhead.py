@@ -161,7 +161,8 @@ def make_learner(callback, data, args):
 def bare_forward_seconds(learn, args):
     """A bare eval-mode forward over the training images already on the device, in the loss
     pass's default batches, with the runs' precision and memory layout (the batches' own: plain
-    contiguous unless ``--channels-last``): the least any loss pass costs."""
+    contiguous unless ``--channels-last``): the least any loss pass costs. Returns the seconds and
+    the batch size."""
     model = learn.model
     device = next(model.parameters()).device
     bs = tracking_batch_size(learn.dls.train, device)
@@ -179,7 +180,7 @@ def bare_forward_seconds(learn, args):
             model(images[i : i + bs])
         if device.type == "cuda":
             torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, bs
 
 
 def main():
@@ -271,8 +272,7 @@ def main():
     frame = pd.DataFrame(rows)
     print(frame.to_string(index=False))
     # What any per-epoch loss pass must at least spend: the bare forward over the training set.
-    bare_forward = bare_forward_seconds(learners["DynamicBootstrapMixUp()"][0], args)
-    pass_bs = tracking_batch_size(learners["DynamicBootstrapMixUp()"][0].dls.train, device)
+    bare_forward, pass_bs = bare_forward_seconds(learners["DynamicBootstrapMixUp()"][0], args)
     setting = []
     if args.fp16:
         setting.append("mixed precision (fp16)")

@@ -142,8 +142,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         memorise and mixup costs accuracy (MNIST, 5,000 augmented images, 16 epochs, 80% noise,
         four seeds: 0.829 against 0.814, cross-entropy 0.832); where the network memorises, the
         training matrix could not tell it from the default (``docs/training.md``), and it has not
-        been run on CIFAR-10. A network that has not learnt much yet also
-        disbelieves most labels, so it can train unmixed early in a run without noise.
+        been run on CIFAR-10. A network that has not learnt much yet also disbelieves most
+        labels, so it can train unmixed early in a run without noise.
     fresh_targets : {"heavy", True, False}
         lnc mode: where the bootstrapping targets come from a forward of the un-mixed batch
         (without gradients, in eval mode, as the paper's methods make it) instead of the running
@@ -160,9 +160,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         pass costs a third to two thirds of a training epoch, it is 3, except under heavy noise,
         where it is 1: memorisation is judged against the flags of the epoch before (against
         flags three epochs old, learning looked like memorisation on MNIST at 80% noise and
-        bootstrapping began too early: 0.68 test accuracy against 0.84), and bootstrapping needs fresh
-        targets (digits at 80% noise, one seed, tracking every, every second and every third
-        epoch: 0.95, 0.84 and 0.88).
+        bootstrapping began too early: 0.68 test accuracy against 0.84), and bootstrapping needs
+        fresh targets (digits at 80% noise, one seed, tracking every, every second and every
+        third epoch: 0.95, 0.84 and 0.88).
     reg_weight : float
         Weight eta of the class-balance regulariser, applied with bootstrapping (as the reference
         does); 0 switches it off. In lnc mode its prior is the given labels' class frequencies
@@ -220,10 +220,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     was given, and the detector's fitted parameters; in lnc mode also the regime
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
     (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the
-    epoch's ``bootstrap_scale``, whether it trained unmixed (``unmixed``; ``settling`` where
-    because of ``settle``) and with targets from a forward of each batch (``fresh_targets``),
-    the ``collapse_guard`` and
-    ``classes_predicted`` (one row per tracked epoch). ``report()``
+    epoch's ``bootstrap_scale``, whether it trained unmixed (``unmixed``; ``settling`` when
+    ``settle`` made it so) and with targets from a forward of each batch (``fresh_targets``),
+    the ``collapse_guard`` and ``classes_predicted`` (one row per tracked epoch). ``report()``
     gives one row per training sample. Training uses this callback's own loss (``lf``, swapped
     in as fastai's ``MixHandler`` does); the learner's ``loss_func`` is put back after training
     (and on every cancel) and serves validation.

@@ -119,7 +119,6 @@ def test_per_sample_losses_in_dataset_order_and_unaugmented():
     assert np.abs(augmented.losses_ - clean).mean() > 0.1  # the option really augments
 
 
-
 @pytest.mark.parametrize("tracking_bs", [None, 48])
 def test_loss_pass_batches_are_the_training_batch_on_a_cpu(tracking_bs):
     # On a CPU an eval forward over four training batches at once costs more per sample than over

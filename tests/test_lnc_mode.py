@@ -207,7 +207,6 @@ def test_batches_read_weights_and_targets_by_index_without_an_extra_forward():
     assert len(forwards) - sum(forwards) == 2 * tracking + 2 * len(learn.dls.valid)
 
 
-
 class MemorisingFromEpochOne(DynamicBootstrapMixUp):
     """lnc's mode as if the network had been seen to memorise under heavy noise after epoch 0."""
 
@@ -251,6 +250,7 @@ def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_tar
         for indices, _, targets in seen.seen:
             assert torch.equal(targets.argmax(1), torch.as_tensor(first_targets[indices.numpy()].argmax(1)))
     assert list(cb.history["fresh_targets"]) == [False, bool(fresh_targets)]
+
 
 class SeeMixing(Callback):
     """Keeps each training batch's un-mixed inputs (before the callback) and checks, after the loss,
@@ -324,22 +324,27 @@ class StartsBootstrappingAtEpochOne(DynamicBootstrapMixUp):
         super()._set_lnc_epoch()
 
 
+def assert_unmixed_epochs(cb, epochs, unmixed, **data):
+    """Train ``cb`` for ``epochs`` one-cycle epochs and check that every batch of the epochs in
+    ``unmixed``, and only those, trained unmixed on the given labels."""
+    learn = indexed_learner(cb, **data)
+    n = len(learn.dls.train)
+    seen = SeeSettling()
+    learn.add_cb(seen)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit_one_cycle(epochs, 1e-2)
+    assert seen.unmixed == [e for e in unmixed for _ in range(n)]
+    assert seen.mixed == [e for e in range(epochs) if e not in unmixed for _ in range(n)]
+
+
 def test_a_run_that_does_not_bootstrap_ends_without_mixup_and_one_that_does_keeps_it():
     never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2}
-    n = len(indexed_learner(None).dls.train)
     for cb, unmixed in ((DynamicBootstrapMixUp(**never), [3, 4]), (StartsBootstrappingAtEpochOne(**never), [])):
-        learn = indexed_learner(cb, noise=0.0)
-        seen = SeeSettling()
-        learn.add_cb(seen)
-        with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            learn.fit_one_cycle(5, 1e-2)
-        assert seen.unmixed == [e for e in unmixed for _ in range(n)]
-        assert seen.mixed == [e for e in range(5) if e not in unmixed for _ in range(n)]
+        assert_unmixed_epochs(cb, 5, unmixed, noise=0.0)
         assert list(cb.history.settling) == [e in unmixed for e in cb.history.epoch]
     with pytest.raises(ValueError, match="settle must be"):
         DynamicBootstrapMixUp(settle=1.5)
-
 
 
 class HeavyFromEpochOne(DynamicBootstrapMixUp):
@@ -360,7 +365,6 @@ class HeavyFromEpochOne(DynamicBootstrapMixUp):
 
 def test_unmixed_until_memorising_trains_heavy_noise_on_the_given_labels_until_the_network_memorises():
     never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 0}
-    n = len(indexed_learner(None).dls.train)
     cases = (
         (HeavyFromEpochOne(**never), []),  # the default: light mixup until memorisation
         (HeavyFromEpochOne(unmixed_until_memorising=True, **never), [1, 2, 3]),  # the given labels, no mixup
@@ -368,17 +372,11 @@ def test_unmixed_until_memorising_trains_heavy_noise_on_the_given_labels_until_t
         (HeavyFromEpochOne(memorising_at=2, unmixed_until_memorising=True, **never), [1]),
     )
     for cb, unmixed in cases:
-        learn = indexed_learner(cb)
-        seen = SeeSettling()
-        learn.add_cb(seen)
-        with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            learn.fit_one_cycle(4, 1e-2)
-        assert seen.unmixed == [e for e in unmixed for _ in range(n)]
-        assert seen.mixed == [e for e in range(4) if e not in unmixed for _ in range(n)]
+        assert_unmixed_epochs(cb, 4, unmixed)
         assert list(cb.history.unmixed) == [e in unmixed for e in cb.history.epoch]
         assert not cb.history.settling.any()
     assert list(cb.history.bootstrap_scale > 0) == [False, False, True, True]
+
 
 @pytest.fixture(autouse=True)
 def keep_first_pass(monkeypatch):
