@@ -294,6 +294,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
             raise TypeError(f"detector must have fit and predict_proba, got {type(detector).__name__}")
         if not (fresh_targets is True or fresh_targets is False or fresh_targets == "heavy"):
             raise ValueError(f"fresh_targets must be 'heavy', True or False, got {fresh_targets!r}")
+        if not isinstance(unmixed_until_memorising, (bool, np.bool_)):
+            raise ValueError(f"unmixed_until_memorising must be True or False, got {unmixed_until_memorising!r}")
         if tracking_bs is not None and not (isinstance(tracking_bs, (int, np.integer)) and tracking_bs > 0):
             raise ValueError(f"tracking_bs must be a positive int or None, got {tracking_bs!r}")
         super().__init__(float(alpha))  # MixHandler: self.distrib = Beta(alpha, alpha)
