@@ -187,11 +187,14 @@ def summarise(runs):
             where = f" (epochs {', '.join(str(e + 1) for e in epochs)})" if isinstance(epochs, list) else ""
             auc = run.auc_per_epoch if isinstance(run.auc_per_epoch, list) and noise > 0 else None
             scale = getattr(run, "bootstrap_scale_per_epoch", None)
+            fit, alpha = getattr(run, "label_fit_per_epoch", None), getattr(run, "mixup_alpha_per_epoch", None)
             detail.append(
                 f"- {cell}, {row['noise']}, seed {run.seed}, per tracked epoch{where}: detector AUC "
                 + (", ".join(f"{a:.2f}" for a in auc) if auc else "undefined (no noise)")
                 + "; estimated noise rate " + ", ".join(f"{a:.2f}" for a in run.noise_rate_per_epoch)
-                + ("; bootstrapping scale " + ", ".join(f"{a:.2f}" for a in scale) if isinstance(scale, list) else ""))
+                + ("; bootstrapping scale " + ", ".join(f"{a:.2f}" for a in scale) if isinstance(scale, list) else "")
+                + ("; share of the training labels fitted " + ", ".join(f"{a:.2f}" for a in fit) if isinstance(fit, list) else "")
+                + ("; mixup alpha (0: unmixed) " + ", ".join(f"{a:g}" for a in alpha) if isinstance(alpha, list) else ""))
     return pd.DataFrame(rows), detail
 
 

@@ -101,6 +101,9 @@ def run_numbers(learn, seconds, args, changed, device, fp16, channels_last):
         result["tracked_epochs"] = cb.history["epoch"].astype(int).tolist()
         if "bootstrap_scale" in cb.history:
             result["bootstrap_scale_per_epoch"] = cb.history["bootstrap_scale"].round(3).tolist()
+        if "alpha" in cb.history:  # lnc mode: each tracked epoch's mixup alpha, 0 where it trained unmixed
+            result["mixup_alpha_per_epoch"] = [0.0 if u else float(a) for a, u in zip(cb.history["alpha"], cb.history["unmixed"])]
+            result["label_fit_per_epoch"] = cb.history["label_fit"].round(4).tolist()
         if "auc" in cb.history:
             result["auc_per_epoch"] = cb.history["auc"].round(4).tolist()
     return result

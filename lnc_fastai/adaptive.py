@@ -23,7 +23,7 @@ Nothing here imports torch or fastai.
 
 import numpy as np
 
-__all__ = ["running_average", "effective_classes", "collapse_guard", "ramp", "class_prior", "memorisation", "still_improving", "noise_regime"]
+__all__ = ["running_average", "effective_classes", "collapse_guard", "ramp", "class_prior", "memorisation", "label_fit", "still_improving", "noise_regime"]
 
 
 def running_average(average, probabilities, momentum):
@@ -86,6 +86,14 @@ def memorisation(predictions, labels, flagged):
     if not flagged.any():
         return float("nan")
     return float(np.mean(np.asarray(predictions)[flagged] == np.asarray(labels)[flagged]))
+
+
+def label_fit(predictions, labels):
+    """The share of the samples that the network predicts as their given label (NaN for none)."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions have shape {predictions.shape} but labels {labels.shape}")
+    return float(np.mean(predictions == labels)) if predictions.size else float("nan")
 
 
 def still_improving(history, patience=3, min_gain=0.025):

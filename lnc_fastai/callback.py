@@ -137,13 +137,21 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     unmixed_until_memorising : bool
         lnc mode, heavy noise (the network disbelieves most labels): train without mixup, on the
         given labels, from the warm-up floor until the network is seen to memorise them (then
-        bootstrapping and ``strong_alpha`` mixup start as always). Default False: light mixup
-        at ``alpha`` meanwhile. True suits short augmented schedules, where the network does not
-        memorise and mixup costs accuracy (MNIST, 5,000 augmented images, 16 epochs, 80% noise,
-        four seeds: 0.829 against 0.814, cross-entropy 0.832); where the network memorises, the
-        training matrix could not tell it from the default (``docs/training.md``), and it has not
-        been run on CIFAR-10. A network that has not learnt much yet also disbelieves most
-        labels, so it can train unmixed early in a run without noise.
+        bootstrapping and ``strong_alpha`` mixup start as always). Default True: where the
+        network never memorises (a short augmented schedule) mixup only costs accuracy (MNIST,
+        5,000 augmented images, 16 epochs, 80% noise, four seeds: 0.825 against 0.814 with light
+        mixup, cross-entropy 0.832; ``benchmarks/results/training_matrix.md``). False: light
+        mixup at ``alpha`` meanwhile. A network that has not learnt much yet also disbelieves
+        most labels, so a run without noise can train unmixed early on.
+    fitted_share : float or None
+        lnc mode, outside heavy noise: once a pass after the warm-up floor finds the network
+        predicting at least this share of the training samples as their given label, mixup
+        takes ``strong_alpha`` for the rest of the run and the run does not settle. A network
+        that fits nearly every label it is given has learnt what it can from them and goes on
+        to memorise the rest, which light mixup does not hold back and strong mixup does
+        (digits, 20% asymmetric noise, where the count stays under ``light_noise_rate``:
+        ``docs/training.md``). A network that underfits (a short or augmented schedule) never
+        gets there and keeps light mixup. None: never.
     fresh_targets : {"heavy", True, False}
         lnc mode: where the bootstrapping targets come from a forward of the un-mixed batch
         (without gradients, in eval mode, as the paper's methods make it) instead of the running
@@ -260,7 +268,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         tracking_every="auto",
         settle=0.2,
         fresh_targets="heavy",
-        unmixed_until_memorising=False,
+        unmixed_until_memorising=True,
+        fitted_share=0.95,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -296,6 +305,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
             raise ValueError(f"fresh_targets must be 'heavy', True or False, got {fresh_targets!r}")
         if not isinstance(unmixed_until_memorising, (bool, np.bool_)):
             raise ValueError(f"unmixed_until_memorising must be True or False, got {unmixed_until_memorising!r}")
+        share = isinstance(fitted_share, (int, float, np.number)) and not isinstance(fitted_share, bool)
+        if fitted_share is not None and not (share and 0 < fitted_share <= 1):
+            raise ValueError(f"fitted_share must be None or a number in (0, 1], got {fitted_share!r}")
         if tracking_bs is not None and not (isinstance(tracking_bs, (int, np.integer)) and tracking_bs > 0):
             raise ValueError(f"tracking_bs must be a positive int or None, got {tracking_bs!r}")
         super().__init__(float(alpha))  # MixHandler: self.distrib = Beta(alpha, alpha)
@@ -308,6 +320,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         epochs_of(settle, 100, "settle")  # checked here, resolved against the run in before_fit
         self.settle, self.fresh_targets = settle, fresh_targets
         self.unmixed_until_memorising = bool(unmixed_until_memorising)
+        self.fitted_share = None if fitted_share is None else float(fitted_share)
+        self.fitted_since_ = None
         self.alpha_, self.noise_regime_, self.memorising_since_, self.bootstrap_since_ = float(alpha), "none", None, None
         self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool).ravel()
         self.augmented_tracking, self.keep_trace, self.trace_probs = augmented_tracking, keep_trace, trace_probs
@@ -370,7 +384,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
 
     def _start_lnc_run(self):
         self.widest_classes_, self.collapse_guard_, self.noise_regime_, self.light_rate_ = 0.0, 1.0, "none", 0.0
-        self.memorising_since_ = self.bootstrap_since_ = self._previous_flags = None
+        self.memorising_since_ = self.bootstrap_since_ = self.fitted_since_ = self._previous_flags = None
         self._previous_flags_epoch, self.valid_fits_ = -1, []
         self.alpha_ = self.alpha
 
@@ -420,7 +434,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
             self.bootstrap_since_ = self.epoch
         # the last `settle` epochs of a run that has not bootstrapped train unmixed, on the given
         # labels; should the network be seen to memorise in them, bootstrapping (and mixup) start
-        self.settling_ = self.bootstrap_since_ is None and self.epoch >= self.n_epoch - self.settle_epochs
+        # (a network that fits nearly every given label would only memorise the rest: it does not settle)
+        self.settling_ = (self.bootstrap_since_ is None and getattr(self, "fitted_since_", None) is None
+                          and self.epoch >= self.n_epoch - self.settle_epochs)
         # with unmixed_until_memorising, so does a run under heavy noise, from the warm-up floor
         # (before it, a network that has hardly trained disbelieves most labels) until it memorises
         waiting = (self.noise_regime_ == "heavy" and self.epoch >= self.warmup_epochs
@@ -431,7 +447,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.bootstrap_scale_ = scale * self.collapse_guard_
         self.fresh_targets_used_ = self.bootstrap_scale_ > 0 and self.fresh_targets_now
         # the mixing weights' alpha; before_train draws from it (lnc mode does not use self.distrib)
-        self.alpha_ = self.strong_alpha if self.memorising_since_ is not None else self.alpha
+        strong = self.memorising_since_ is not None or getattr(self, "fitted_since_", None) is not None
+        self.alpha_ = self.strong_alpha if strong else self.alpha
 
     def _put_loss_back(self):
         MixHandler.after_train(self)  # the learner's own loss_func again

@@ -28,7 +28,7 @@ STATE_FORMAT = "lnc-callback-state/1"
 ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "target_average_", "_previous_flags")
 # lnc mode's memory of the run so far (plain numbers, strings and lists of numbers)
 LNC_STATE = ("noise_regime_", "memorising_since_", "bootstrap_since_", "collapse_guard_", "widest_classes_",
-             "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_")
+             "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_", "fitted_since_")
 
 
 # What the callback learns while training: put back after an ``lr_find`` (see ``StateMixin``).

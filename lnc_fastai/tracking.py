@@ -22,8 +22,8 @@ from sklearn.metrics import roc_auc_score
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
 from lnc_sklearn.noise_rate import count_noise
 
-from .adaptive import (class_prior, collapse_guard, effective_classes, memorisation, noise_regime, running_average,
-                       still_improving)
+from .adaptive import (class_prior, collapse_guard, effective_classes, label_fit, memorisation, noise_regime,
+                       running_average, still_improving)
 from .batches import WEIGHT_CLIP, check_targets, eval_mode, plain
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
@@ -268,8 +268,13 @@ class TrackingMixin:
         if (self.memorising_since_ is None and self.noise_regime_ == "heavy" and signal > self.memorisation_threshold
                 and not learning):
             self.memorising_since_ = self.epoch + 1
+        # outside heavy noise, a network that fits nearly every given label gets the strong mixup
+        fit = label_fit(self.predictions_, self.labels_)
+        if (self.fitted_share is not None and getattr(self, "fitted_since_", None) is None and self.noise_regime_ != "heavy"
+                and fit >= self.fitted_share and self.epoch + 1 >= self.warmup_epochs):
+            self.fitted_since_ = self.epoch + 1
         valid = getattr(self, "valid_fits_", None) or [float("nan")]
-        record.update(noise_regime=self.noise_regime_, memorisation=signal, valid_fit=float(valid[-1]),
+        record.update(label_fit=fit, fitted=getattr(self, "fitted_since_", None) is not None, noise_regime=self.noise_regime_, memorisation=signal, valid_fit=float(valid[-1]),
                       still_learning=learning, memorising=self.memorising_since_ is not None)
 
     def _device_state(self, device):
@@ -316,6 +321,7 @@ class TrackingMixin:
         if self.mode == "lnc":
             self._update_regime(record, count)
             record["bootstrap_scale"] = float(self.bootstrap_scale_)  # what the epoch just trained used
+            record["alpha"] = float(self.alpha_)  # its mixup alpha
             record["unmixed"] = bool(self.unmixed_)  # whether it trained without mixup
             record["settling"] = bool(self.settling_)  # because of `settle`
             record["fresh_targets"] = bool(self.fresh_targets_used_)  # or with targets from a forward per batch

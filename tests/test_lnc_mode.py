@@ -18,6 +18,7 @@ from lnc_fastai.adaptive import (
     class_prior,
     collapse_guard,
     effective_classes,
+    label_fit,
     memorisation,
     noise_regime,
     ramp,
@@ -102,6 +103,13 @@ def test_memorisation_is_the_share_of_flagged_samples_predicted_as_their_label()
     flagged = np.array([False, True, True, True, False])
     assert memorisation(predictions, labels, flagged) == pytest.approx(1 / 3)
     assert np.isnan(memorisation(predictions, labels, np.zeros(5, bool)))
+
+
+def test_label_fit_is_the_share_predicted_as_the_given_label():
+    assert label_fit([0, 1, 2, 2], [0, 1, 1, 0]) == 0.5
+    assert np.isnan(label_fit([], []))
+    with pytest.raises(ValueError, match="shape"):
+        label_fit([0, 1], [0, 1, 2])
 
 
 def test_noise_regime():
@@ -286,7 +294,8 @@ class SeeMixing(Callback):
 
 
 def test_without_noise_lnc_mode_mixes_as_fastai_mixup_does():
-    cb = DynamicBootstrapMixUp(settle=0)
+    # a network this small reads as heavy noise after one epoch, and by default would train unmixed
+    cb = DynamicBootstrapMixUp(settle=0, unmixed_until_memorising=False)
     learn = indexed_learner(cb, noise=0.0)
     seen = SeeMixing(cb)
     learn.add_cb(seen)
@@ -339,7 +348,9 @@ def assert_unmixed_epochs(cb, epochs, unmixed, **data):
 
 
 def test_a_run_that_does_not_bootstrap_ends_without_mixup_and_one_that_does_keeps_it():
-    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2}
+    # light mixup before settling (this small network reads as heavy noise, and may fit its labels)
+    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2,
+             "unmixed_until_memorising": False, "fitted_share": None}
     for cb, unmixed in ((DynamicBootstrapMixUp(**never), [3, 4]), (StartsBootstrappingAtEpochOne(**never), [])):
         assert_unmixed_epochs(cb, 5, unmixed, noise=0.0)
         assert list(cb.history.settling) == [e in unmixed for e in cb.history.epoch]
@@ -366,16 +377,40 @@ class HeavyFromEpochOne(DynamicBootstrapMixUp):
 def test_unmixed_until_memorising_trains_heavy_noise_on_the_given_labels_until_the_network_memorises():
     never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 0}
     cases = (
-        (HeavyFromEpochOne(**never), []),  # the default: light mixup until memorisation
-        (HeavyFromEpochOne(unmixed_until_memorising=True, **never), [1, 2, 3]),  # the given labels, no mixup
+        (HeavyFromEpochOne(unmixed_until_memorising=False, **never), []),  # light mixup until memorisation
+        (HeavyFromEpochOne(**never), [1, 2, 3]),  # the default: the given labels, no mixup
         # memorising: strong mixup and bootstrapping
-        (HeavyFromEpochOne(memorising_at=2, unmixed_until_memorising=True, **never), [1]),
+        (HeavyFromEpochOne(memorising_at=2, **never), [1]),
     )
     for cb, unmixed in cases:
         assert_unmixed_epochs(cb, 4, unmixed)
         assert list(cb.history.unmixed) == [e in unmixed for e in cb.history.epoch]
         assert not cb.history.settling.any()
     assert list(cb.history.bootstrap_scale > 0) == [False, False, True, True]
+
+
+class SeesNoNoise(DynamicBootstrapMixUp):
+    """lnc's mode told that the detector counts no wrong labels at any pass."""
+
+    def _update_regime(self, record, count):
+        super()._update_regime(record, {**count, "rate": 0.0, "from_mixture": 0.0})
+
+
+def test_a_network_that_fits_nearly_every_given_label_gets_strong_mixup_and_does_not_settle():
+    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2, "warmup": 1}
+    fits = SeesNoNoise(fitted_share=0.01, **never)  # any network fits 1% of its labels
+    assert_unmixed_epochs(fits, 5, [], noise=0.0)
+    history = fits.history
+    # seen after the first epoch's pass, in force from the warm-up floor (epoch 1) on
+    assert fits.fitted_since_ == 1 and history.fitted.all() and not history.settling.any()
+    assert list(history.alpha) == [0.4, 32.0, 32.0, 32.0, 32.0]
+    np.testing.assert_allclose(history.label_fit.iloc[-1], np.mean(fits.predictions_ == fits.labels_))
+    never_fits = SeesNoNoise(fitted_share=None, **never)  # off: light mixup, then settling
+    assert_unmixed_epochs(never_fits, 5, [3, 4], noise=0.0)
+    assert not never_fits.history.fitted.any() and (never_fits.history.alpha == 0.4).all()
+    for bad in (0, 1.5, True, "0.9"):
+        with pytest.raises(ValueError, match="fitted_share"):
+            DynamicBootstrapMixUp(fitted_share=bad)
 
 
 @pytest.fixture(autouse=True)
