@@ -193,7 +193,7 @@ def summarise(runs):
                 + (", ".join(f"{a:.2f}" for a in auc) if auc else "undefined (no noise)")
                 + "; estimated noise rate " + ", ".join(f"{a:.2f}" for a in run.noise_rate_per_epoch)
                 + ("; bootstrapping scale " + ", ".join(f"{a:.2f}" for a in scale) if isinstance(scale, list) else "")
-                + ("; share of the training labels fitted " + ", ".join(f"{a:.2f}" for a in fit) if isinstance(fit, list) else "")
+                + ("; share of the training labels fitted " + ", ".join(f"{a:.3f}" for a in fit) if isinstance(fit, list) else "")
                 + ("; mixup alpha (0: unmixed) " + ", ".join(f"{a:g}" for a in alpha) if isinstance(alpha, list) else ""))
     return pd.DataFrame(rows), detail
 

@@ -14,9 +14,11 @@ over the training set, which already computes every sample's prediction in datas
 
 Where the network disbelieves most labels (heavy noise), bootstrapping from its own predictions
 can lock in its early mistakes, and a short or augmented schedule does not memorise the wrong
-labels anyway: there lnc's mode stays plain mixup until the network starts to predict the labels
-it disbelieved one pass before (:func:`memorisation`) while its validation accuracy no longer
-rises (:func:`still_improving`), and only then bootstraps, with the paper's strong mixup.
+labels anyway: there lnc's mode trains on the given labels without mixup until the network
+starts to predict the labels it disbelieved one pass before (:func:`memorisation`) while its
+validation accuracy no longer rises (:func:`still_improving`), and only then bootstraps, with the
+paper's strong mixup. A network that fits nearly every given label (:func:`label_fit`) gets the
+strong mixup too: it would otherwise memorise the rest.
 
 Nothing here imports torch or fastai.
 """

@@ -72,9 +72,10 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
 
     ``DynamicBootstrapMixUp()`` is lnc's own mode (``mode="lnc"``), made for short schedules and
     unknown, often small, noise rates: it trains as plain mixup while the detector finds little
-    or no noise, and bootstraps the wrong labels it counts towards a running average of their own
-    predictions. Under heavy noise it waits until the network starts to memorise the given
-    labels, then bootstraps with strong mixup towards its current predictions. The paper's
+    or no noise (strong mixup once the network fits nearly every given label), and bootstraps the wrong labels it counts towards a running average of their own
+    predictions. Under heavy noise it trains on the given labels without mixup until the network
+    starts to memorise them, then bootstraps with strong mixup towards its current predictions.
+    A network that fits nearly every given label gets the strong mixup as well. The paper's
     methods are ``mode="paper"``, most simply through the presets
     ``DynamicBootstrapMixUp.preset("m-dyr-h" | "m-dyr-s" | "md-dyr-sh", **overrides)``.
 
@@ -92,7 +93,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         paper does, and its default is the paper's 32. lnc mode draws one per sample and keeps
         the larger share on the sample itself, ``max(lam, 1 - lam)``, as fastai's ``MixUp``
         does, and its default is fastai's 0.4 (measured in ``docs/training.md``: 32 costs
-        accuracy in short schedules), so that without noise it trains as ``MixUp()``.
+        accuracy in short schedules), so that without noise it trains as ``MixUp()`` (until ``fitted_share``).
     warmup : int or float, optional
         Epochs of plain mixup before bootstrapping may start (an int), or that fraction of the
         run (a float in [0, 1]). Paper mode: the switch, by default 0.35 (the paper's 105 of 300
@@ -133,20 +134,21 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         regularises early but costs accuracy at the end of a short schedule (CIFAR-10, 12
         one-cycle epochs: fastai's ``MixUp()`` ends below plain cross-entropy, see
         ``docs/training.md``); a run that found wrong labels and bootstraps keeps mixup to the
-        end. 0 keeps mixup throughout, as ``MixUp()``.
+        end, as does one that ``fitted_share`` switched to strong mixup. 0 keeps mixup throughout.
     unmixed_until_memorising : bool
         lnc mode, heavy noise (the network disbelieves most labels): train without mixup, on the
         given labels, from the warm-up floor until the network is seen to memorise them (then
         bootstrapping and ``strong_alpha`` mixup start as always). Default True: where the
         network never memorises (a short augmented schedule) mixup only costs accuracy (MNIST,
-        5,000 augmented images, 16 epochs, 80% noise, four seeds: 0.825 against 0.814 with light
+        5,000 augmented images, 16 epochs, 80% noise, four seeds: 0.822 against 0.814 with light
         mixup, cross-entropy 0.832; ``benchmarks/results/training_matrix.md``). False: light
         mixup at ``alpha`` meanwhile. A network that has not learnt much yet also disbelieves
         most labels, so a run without noise can train unmixed early on.
     fitted_share : float or None
-        lnc mode, outside heavy noise: once a pass after the warm-up floor finds the network
+        lnc mode, outside heavy noise and before settling: once a pass finds the network
         predicting at least this share of the training samples as their given label, mixup
-        takes ``strong_alpha`` for the rest of the run and the run does not settle. A network
+        takes ``strong_alpha`` from the next epoch (not before the warm-up floor) to the end of
+        the run, and the run does not settle. A network
         that fits nearly every label it is given has learnt what it can from them and goes on
         to memorise the rest, which light mixup does not hold back and strong mixup does
         (digits, 20% asymmetric noise, where the count stays under ``light_noise_rate``:
@@ -227,8 +229,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     p(noisy) the training weights come from (``noise_fraction``), the AUC when ``noise_mask``
     was given, and the detector's fitted parameters; in lnc mode also the regime
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
-    (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the
-    epoch's ``bootstrap_scale``, whether it trained unmixed (``unmixed``; ``settling`` when
+    (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the share
+    of training labels fitted (``label_fit``) and whether ``fitted_share`` switched (``fitted``),
+    the epoch's ``bootstrap_scale`` and mixup ``alpha``, whether it trained unmixed (``unmixed``; ``settling`` when
     ``settle`` made it so) and with targets from a forward of each batch (``fresh_targets``),
     the ``collapse_guard`` and ``classes_predicted`` (one row per tracked epoch). ``report()``
     gives one row per training sample. Training uses this callback's own loss (``lf``, swapped
@@ -424,9 +427,10 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     def _set_lnc_epoch(self):
         """lnc mode: this epoch's share of the full bootstrapping weights and its mixup alpha, from
         what the last pass found: bootstrapping (light mixup) where the detector counts wrong labels
-        among labels the network believes; under heavy noise plain light mixup (or none, with
+        among labels the network believes; under heavy noise no mixup (light mixup without
         ``unmixed_until_memorising``) until the network memorises, then bootstrapping with strong
-        mixup; never before the warm-up floor."""
+        mixup; never before the warm-up floor. Strong mixup, and no settling, once the network
+        fits ``fitted_share`` of its labels."""
         light = getattr(self, "noise_regime_", "none") == "light" and (
             getattr(self, "light_rate_", 0.0) >= self.light_noise_rate or self.bootstrap_since_ is not None)
         allowed = self.epoch >= self.warmup_epochs and (self.memorising_since_ is not None or light)

@@ -30,6 +30,8 @@ ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "tar
 LNC_STATE = ("noise_regime_", "memorising_since_", "bootstrap_since_", "collapse_guard_", "widest_classes_",
              "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_", "fitted_since_")
 
+# the epochs at which lnc mode's one-way switches were made (None: not yet)
+SWITCHES = ("memorising_since_", "bootstrap_since_", "fitted_since_")
 
 # What the callback learns while training: put back after an ``lr_find`` (see ``StateMixin``).
 LEARNED = ("detector_", "table", "epoch_records", "trace", "failed_fits", "skipped_batches", *ARRAYS, *LNC_STATE)
@@ -50,6 +52,11 @@ class StateMixin:
             self.detector_, self.detector = state.get("detector"), None
         self.__dict__.setdefault("stack_y", False)
         self.__dict__.setdefault("noise_flags_", None)  # exported before the noise count
+        # exported before these options: the behaviour of then (no switch, light mixup, averages)
+        for name, value in (("fitted_share", None), ("fitted_since_", None), ("unmixed_until_memorising", False),
+                            ("fresh_targets", False), ("unmixed_", False), ("fresh_targets_used_", False),
+                            ("settling_", False)):
+            self.__dict__.setdefault(name, value)
         if "mode" not in state:  # exported before lnc's own mode: the paper's was the only one
             self.__dict__.update(mode="paper", tracking_every=1, target_average_=None,
                                  _per_sample=None, _previous_flags=None)
@@ -103,7 +110,8 @@ class StateMixin:
         for name in ARRAYS:
             setattr(self, name, arrays[name] if name in arrays else None)
         for name, value in (meta.get("lnc_state") or {}).items():
-            if name in LNC_STATE and value is not None:
+            # None is a value for the epochs a switch was made at: a checkpoint from before it has it unset
+            if name in LNC_STATE and (value is not None or name in SWITCHES):
                 setattr(self, name, value)
         self._per_sample = None
         self.table = None

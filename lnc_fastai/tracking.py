@@ -270,8 +270,10 @@ class TrackingMixin:
             self.memorising_since_ = self.epoch + 1
         # outside heavy noise, a network that fits nearly every given label gets the strong mixup
         fit = label_fit(self.predictions_, self.labels_)
-        if (self.fitted_share is not None and getattr(self, "fitted_since_", None) is None and self.noise_regime_ != "heavy"
-                and fit >= self.fitted_share and self.epoch + 1 >= self.warmup_epochs):
+        # (from the next epoch, not before the warm-up floor, and not once settling: unmixed epochs
+        # fit the labels fast, and strong mixup would undo what settling is for)
+        if (self.fitted_share is not None and self.fitted_since_ is None and self.noise_regime_ != "heavy"
+                and fit >= self.fitted_share and self.epoch + 1 >= self.warmup_epochs and not self.settling_):
             self.fitted_since_ = self.epoch + 1
         valid = getattr(self, "valid_fits_", None) or [float("nan")]
         record.update(label_fit=fit, fitted=getattr(self, "fitted_since_", None) is not None, noise_regime=self.noise_regime_, memorisation=signal, valid_fit=float(valid[-1]),

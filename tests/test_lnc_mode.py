@@ -295,7 +295,7 @@ class SeeMixing(Callback):
 
 def test_without_noise_lnc_mode_mixes_as_fastai_mixup_does():
     # a network this small reads as heavy noise after one epoch, and by default would train unmixed
-    cb = DynamicBootstrapMixUp(settle=0, unmixed_until_memorising=False)
+    cb = DynamicBootstrapMixUp(settle=0, unmixed_until_memorising=False, fitted_share=None)
     learn = indexed_learner(cb, noise=0.0)
     seen = SeeMixing(cb)
     learn.add_cb(seen)
@@ -303,7 +303,7 @@ def test_without_noise_lnc_mode_mixes_as_fastai_mixup_does():
         warnings.simplefilter("ignore", UserWarning)
         learn.fit(2, 1e-2)
     assert seen.checked == 2 * len(learn.dls.train)
-    assert (cb.history.bootstrap_scale == 0).all()
+    assert (cb.history.bootstrap_scale == 0).all() and (cb.history.alpha == 0.4).all()
 
 
 class SeeSettling(SeeMixing):
@@ -396,6 +396,13 @@ class SeesNoNoise(DynamicBootstrapMixUp):
         super()._update_regime(record, {**count, "rate": 0.0, "from_mixture": 0.0})
 
 
+class SeesHeavyNoise(DynamicBootstrapMixUp):
+    """lnc's mode told that the network disbelieves most labels at every pass."""
+
+    def _update_regime(self, record, count):
+        super()._update_regime(record, {**count, "rate": 0.6, "from_mixture": 1.0})
+
+
 def test_a_network_that_fits_nearly_every_given_label_gets_strong_mixup_and_does_not_settle():
     never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2, "warmup": 1}
     fits = SeesNoNoise(fitted_share=0.01, **never)  # any network fits 1% of its labels
@@ -408,6 +415,17 @@ def test_a_network_that_fits_nearly_every_given_label_gets_strong_mixup_and_does
     never_fits = SeesNoNoise(fitted_share=None, **never)  # off: light mixup, then settling
     assert_unmixed_epochs(never_fits, 5, [3, 4], noise=0.0)
     assert not never_fits.history.fitted.any() and (never_fits.history.alpha == 0.4).all()
+    later = SeesNoNoise(fitted_share=0.01, **{**never, "warmup": 2})  # not before the warm-up floor
+    assert_unmixed_epochs(later, 5, [], noise=0.0)
+    assert later.fitted_since_ == 2 and list(later.history.alpha) == [0.4, 0.4, 32.0, 32.0, 32.0]
+    # not once settling (epochs 3 and 4 here): unmixed epochs fit fast, and must stay unmixed
+    settling = SeesNoNoise(fitted_share=0.01, **{**never, "warmup": 4})
+    assert_unmixed_epochs(settling, 5, [3, 4], noise=0.0)
+    assert settling.fitted_since_ is None and (settling.history.alpha == 0.4).all()
+    # not under heavy noise, where the memorisation call decides
+    heavy = SeesHeavyNoise(fitted_share=0.01, unmixed_until_memorising=False, **{**never, "settle": 0})
+    assert_unmixed_epochs(heavy, 4, [])
+    assert heavy.fitted_since_ is None and (heavy.history.alpha == 0.4).all()
     for bad in (0, 1.5, True, "0.9"):
         with pytest.raises(ValueError, match="fitted_share"):
             DynamicBootstrapMixUp(fitted_share=bad)
@@ -500,7 +518,9 @@ def test_checkpoints_keep_lnc_modes_memory(tmp_path):
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         learn.fit(2, 1e-2)
+    save_checkpoint(learn, "early")  # before any switch
     cb.memorising_since_, cb.noise_regime_ = 1, "heavy"  # as a heavy-noise run that started memorising
+    cb.fitted_since_ = 2
     save_checkpoint(learn, "run")
     restored = BootstrapFromEpochOne()  # the same callback name: its state file
     learn2 = indexed_learner(restored)
@@ -508,4 +528,7 @@ def test_checkpoints_keep_lnc_modes_memory(tmp_path):
     load_checkpoint(learn2, "run")
     assert np.array_equal(restored.target_average_, cb.target_average_)
     assert (restored.memorising_since_, restored.noise_regime_, restored.alpha_) == (1, "heavy", cb.alpha_)
+    assert restored.fitted_since_ == 2
+    load_checkpoint(learn2, "early")  # back to before the switches: they are unset again
+    assert restored.memorising_since_ is None and restored.fitted_since_ is None
     assert restored._device_state(torch.device("cpu"))["weights"].shape == (N_TRAIN,)
