@@ -276,8 +276,9 @@ class TrackingMixin:
                 and fit >= self.fitted_share and self.epoch + 1 >= self.warmup_epochs and not self.settling_):
             self.fitted_since_ = self.epoch + 1
         valid = getattr(self, "valid_fits_", None) or [float("nan")]
-        record.update(label_fit=fit, fitted=getattr(self, "fitted_since_", None) is not None, noise_regime=self.noise_regime_, memorisation=signal, valid_fit=float(valid[-1]),
-                      still_learning=learning, memorising=self.memorising_since_ is not None)
+        record.update(noise_regime=self.noise_regime_, memorisation=signal, valid_fit=float(valid[-1]),
+                      still_learning=learning, memorising=self.memorising_since_ is not None,
+                      label_fit=fit, fitted=self.fitted_since_ is not None)
 
     def _device_state(self, device):
         """lnc mode: the last pass's per-sample weights (p(noisy), clipped; a sample without a
