@@ -25,7 +25,7 @@ import torch
 
 from lnc_experiments.data import as_float_images, image_dataloaders, load_arrays
 from lnc_experiments.models import small_cnn
-from lnc_experiments.results import RESULTS, markdown_table, method_by_noise, write_json, write_results
+from lnc_experiments.results import RESULTS, callback_history, markdown_table, method_by_noise, write_json, write_results
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
@@ -101,17 +101,7 @@ def run(method, noise, data, args):
               "wrong_label_rate": float(changed.mean()),
               "last_acc": accuracies[-1], "best_acc": max(accuracies), "acc_per_epoch": accuracies,
               "seconds": time.perf_counter() - start}
-    cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
-    if cb is not None:
-        result["auc_per_epoch"] = cb.history["auc"].round(4).tolist()
-        result["noise_fraction_per_epoch"] = cb.history["noise_fraction"].round(4).tolist()
-        result["noise_rate_per_epoch"] = cb.history["noise_rate"].round(4).tolist()
-        result["tracked_epochs"] = cb.history["epoch"].astype(int).tolist()
-        if "bootstrap_scale" in cb.history:
-            result["bootstrap_scale_per_epoch"] = cb.history["bootstrap_scale"].round(3).tolist()
-        if "alpha" in cb.history:  # lnc mode: each tracked epoch's mixup alpha, 0 where it trained unmixed
-            result["mixup_alpha_per_epoch"] = [0.0 if u else float(a) for a, u in zip(cb.history["alpha"], cb.history["unmixed"])]
-            result["label_fit_per_epoch"] = cb.history["label_fit"].round(4).tolist()
+    result.update(callback_history(getattr(learn, "dynamic_bootstrap_mix_up", None)))
     # A network collapsing under heavy noise predicts few classes.
     with learn.no_bar():
         preds = learn.get_preds(dl=dls.valid)[0].argmax(dim=1)

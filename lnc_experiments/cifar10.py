@@ -50,6 +50,7 @@ from fastai.optimizer import SGD
 
 from lnc_experiments.data import CLASSES, load_arrays, tensor_dataloaders
 from lnc_experiments.models import PreActResNet18
+from lnc_experiments.results import callback_history
 from lnc_fastai import DynamicBootstrapMixUp
 from lnc_sklearn import CIFAR10_ASYMMETRIC, asymmetric_noise, symmetric_noise
 from lnc_sklearn._atomic import atomic_path
@@ -94,18 +95,7 @@ def run_numbers(learn, seconds, args, changed, device, fp16, channels_last):
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "fp16": fp16, "channels_last": channels_last,
     }
-    cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
-    if cb is not None and cb.epoch_records:
-        result["noise_fraction_per_epoch"] = cb.history["noise_fraction"].round(4).tolist()
-        result["noise_rate_per_epoch"] = cb.history["noise_rate"].round(4).tolist()
-        result["tracked_epochs"] = cb.history["epoch"].astype(int).tolist()
-        if "bootstrap_scale" in cb.history:
-            result["bootstrap_scale_per_epoch"] = cb.history["bootstrap_scale"].round(3).tolist()
-        if "alpha" in cb.history:  # lnc mode: each tracked epoch's mixup alpha, 0 where it trained unmixed
-            result["mixup_alpha_per_epoch"] = [0.0 if u else float(a) for a, u in zip(cb.history["alpha"], cb.history["unmixed"])]
-            result["label_fit_per_epoch"] = cb.history["label_fit"].round(4).tolist()
-        if "auc" in cb.history:
-            result["auc_per_epoch"] = cb.history["auc"].round(4).tolist()
+    result.update(callback_history(getattr(learn, "dynamic_bootstrap_mix_up", None)))
     return result
 
 

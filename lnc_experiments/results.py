@@ -95,3 +95,24 @@ def method_by_noise(frame, values, labels):
     table.columns = [f"r = {c:g}" for c in table.columns]
     table.index = [labels[m] for m in table.index]
     return table.reset_index().rename(columns={"index": "method"})
+
+
+def callback_history(cb):
+    """The per-epoch numbers of a ``DynamicBootstrapMixUp``'s history that the benchmarks keep,
+    as lists keyed as their results files have them: nothing without a callback or a pass."""
+    if cb is None or not cb.epoch_records:
+        return {}
+    history = cb.history
+    numbers = {
+        "noise_fraction_per_epoch": history["noise_fraction"].round(4).tolist(),
+        "noise_rate_per_epoch": history["noise_rate"].round(4).tolist(),
+        "tracked_epochs": history["epoch"].astype(int).tolist(),
+    }
+    if "bootstrap_scale" in history:
+        numbers["bootstrap_scale_per_epoch"] = history["bootstrap_scale"].round(3).tolist()
+    if "alpha" in history:  # lnc mode: each tracked epoch's mixup alpha, 0 where it trained unmixed
+        numbers["mixup_alpha_per_epoch"] = [0.0 if u else float(a) for a, u in zip(history["alpha"], history["unmixed"])]
+        numbers["label_fit_per_epoch"] = history["label_fit"].round(4).tolist()
+    if "auc" in history:
+        numbers["auc_per_epoch"] = history["auc"].round(4).tolist()
+    return numbers

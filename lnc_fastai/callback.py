@@ -72,7 +72,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
 
     ``DynamicBootstrapMixUp()`` is lnc's own mode (``mode="lnc"``), made for short schedules and
     unknown, often small, noise rates: it trains as plain mixup while the detector finds little
-    or no noise (strong mixup once the network fits nearly every given label), and bootstraps the wrong labels it counts towards a running average of their own
+    or no noise, and bootstraps the wrong labels it counts towards a running average of their own
     predictions. Under heavy noise it trains on the given labels without mixup until the network
     starts to memorise them, then bootstraps with strong mixup towards its current predictions.
     A network that fits nearly every given label gets the strong mixup as well. The paper's
@@ -93,7 +93,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         paper does, and its default is the paper's 32. lnc mode draws one per sample and keeps
         the larger share on the sample itself, ``max(lam, 1 - lam)``, as fastai's ``MixUp``
         does, and its default is fastai's 0.4 (measured in ``docs/training.md``: 32 costs
-        accuracy in short schedules), so that without noise it trains as ``MixUp()`` (until ``fitted_share``).
+        accuracy in short schedules), so that without noise it trains as ``MixUp()`` (until
+        ``fitted_share``).
     warmup : int or float, optional
         Epochs of plain mixup before bootstrapping may start (an int), or that fraction of the
         run (a float in [0, 1]). Paper mode: the switch, by default 0.35 (the paper's 105 of 300
@@ -148,9 +149,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         lnc mode, outside heavy noise and before settling: once a pass finds the network
         predicting at least this share of the training samples as their given label, mixup
         takes ``strong_alpha`` from the next epoch (not before the warm-up floor) to the end of
-        the run, and the run does not settle. A network
-        that fits nearly every label it is given has learnt what it can from them and goes on
-        to memorise the rest, which light mixup does not hold back and strong mixup does
+        the run, and the run does not settle. A network that fits nearly every label it is given
+        has learnt what it can from them and goes on to memorise the rest, which light mixup does not hold back and strong mixup does
         (digits, 20% asymmetric noise, where the count stays under ``light_noise_rate``:
         ``docs/training.md``). A network that underfits (a short or augmented schedule) never
         gets there and keeps light mixup. None: never.
@@ -231,8 +231,8 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
     (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the share
     of training labels fitted (``label_fit``) and whether ``fitted_share`` switched (``fitted``),
-    the epoch's ``bootstrap_scale`` and mixup ``alpha``, whether it trained unmixed (``unmixed``; ``settling`` when
-    ``settle`` made it so) and with targets from a forward of each batch (``fresh_targets``),
+    the epoch's ``bootstrap_scale`` and mixup ``alpha``, whether it trained unmixed
+    (``unmixed``; ``settling`` when ``settle`` made it so) and with targets from a forward of each batch (``fresh_targets``),
     the ``collapse_guard`` and ``classes_predicted`` (one row per tracked epoch). ``report()``
     gives one row per training sample. Training uses this callback's own loss (``lf``, swapped
     in as fastai's ``MixHandler`` does); the learner's ``loss_func`` is put back after training
@@ -439,7 +439,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         # the last `settle` epochs of a run that has not bootstrapped train unmixed, on the given
         # labels; should the network be seen to memorise in them, bootstrapping (and mixup) start
         # (a network that fits nearly every given label would only memorise the rest: it does not settle)
-        self.settling_ = (self.bootstrap_since_ is None and getattr(self, "fitted_since_", None) is None
+        self.settling_ = (self.bootstrap_since_ is None and self.fitted_since_ is None
                           and self.epoch >= self.n_epoch - self.settle_epochs)
         # with unmixed_until_memorising, so does a run under heavy noise, from the warm-up floor
         # (before it, a network that has hardly trained disbelieves most labels) until it memorises
@@ -451,7 +451,7 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         self.bootstrap_scale_ = scale * self.collapse_guard_
         self.fresh_targets_used_ = self.bootstrap_scale_ > 0 and self.fresh_targets_now
         # the mixing weights' alpha; before_train draws from it (lnc mode does not use self.distrib)
-        strong = self.memorising_since_ is not None or getattr(self, "fitted_since_", None) is not None
+        strong = self.memorising_since_ is not None or self.fitted_since_ is not None
         self.alpha_ = self.strong_alpha if strong else self.alpha
 
     def _put_loss_back(self):

@@ -389,41 +389,39 @@ def test_unmixed_until_memorising_trains_heavy_noise_on_the_given_labels_until_t
     assert list(cb.history.bootstrap_scale > 0) == [False, False, True, True]
 
 
-class SeesNoNoise(DynamicBootstrapMixUp):
-    """lnc's mode told that the detector counts no wrong labels at any pass."""
+class ToldRegime(DynamicBootstrapMixUp):
+    """lnc's mode told, at every pass, that the detector counts no wrong labels (``heavy=False``)
+    or that the network disbelieves most labels (``heavy=True``)."""
+
+    def __init__(self, heavy=False, **kwargs):
+        super().__init__(**kwargs)
+        self.told = {"rate": 0.6, "from_mixture": 1.0} if heavy else {"rate": 0.0, "from_mixture": 0.0}
 
     def _update_regime(self, record, count):
-        super()._update_regime(record, {**count, "rate": 0.0, "from_mixture": 0.0})
-
-
-class SeesHeavyNoise(DynamicBootstrapMixUp):
-    """lnc's mode told that the network disbelieves most labels at every pass."""
-
-    def _update_regime(self, record, count):
-        super()._update_regime(record, {**count, "rate": 0.6, "from_mixture": 1.0})
+        super()._update_regime(record, {**count, **self.told})
 
 
 def test_a_network_that_fits_nearly_every_given_label_gets_strong_mixup_and_does_not_settle():
     never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2, "warmup": 1}
-    fits = SeesNoNoise(fitted_share=0.01, **never)  # any network fits 1% of its labels
+    fits = ToldRegime(fitted_share=0.01, **never)  # any network fits 1% of its labels
     assert_unmixed_epochs(fits, 5, [], noise=0.0)
     history = fits.history
     # seen after the first epoch's pass, in force from the warm-up floor (epoch 1) on
     assert fits.fitted_since_ == 1 and history.fitted.all() and not history.settling.any()
     assert list(history.alpha) == [0.4, 32.0, 32.0, 32.0, 32.0]
     np.testing.assert_allclose(history.label_fit.iloc[-1], np.mean(fits.predictions_ == fits.labels_))
-    never_fits = SeesNoNoise(fitted_share=None, **never)  # off: light mixup, then settling
+    never_fits = ToldRegime(fitted_share=None, **never)  # off: light mixup, then settling
     assert_unmixed_epochs(never_fits, 5, [3, 4], noise=0.0)
     assert not never_fits.history.fitted.any() and (never_fits.history.alpha == 0.4).all()
-    later = SeesNoNoise(fitted_share=0.01, **{**never, "warmup": 2})  # not before the warm-up floor
+    later = ToldRegime(fitted_share=0.01, **{**never, "warmup": 2})  # not before the warm-up floor
     assert_unmixed_epochs(later, 5, [], noise=0.0)
     assert later.fitted_since_ == 2 and list(later.history.alpha) == [0.4, 0.4, 32.0, 32.0, 32.0]
     # not once settling (epochs 3 and 4 here): unmixed epochs fit fast, and must stay unmixed
-    settling = SeesNoNoise(fitted_share=0.01, **{**never, "warmup": 4})
+    settling = ToldRegime(fitted_share=0.01, **{**never, "warmup": 4})
     assert_unmixed_epochs(settling, 5, [3, 4], noise=0.0)
     assert settling.fitted_since_ is None and (settling.history.alpha == 0.4).all()
     # not under heavy noise, where the memorisation call decides
-    heavy = SeesHeavyNoise(fitted_share=0.01, unmixed_until_memorising=False, **{**never, "settle": 0})
+    heavy = ToldRegime(heavy=True, fitted_share=0.01, unmixed_until_memorising=False, **{**never, "settle": 0})
     assert_unmixed_epochs(heavy, 4, [])
     assert heavy.fitted_since_ is None and (heavy.history.alpha == 0.4).all()
     for bad in (0, 1.5, True, "0.9"):
