@@ -44,6 +44,7 @@ from fastai.basics import Callback, CrossEntropyLossFlat, Learner  # noqa: E402
 from fastai.callback.channelslast import ChannelsLast  # noqa: E402,F401  (adds Learner.to_channelslast)
 from fastai.callback.fp16 import MixedPrecision  # noqa: E402,F401  (adds Learner.to_fp16)
 from fastai.callback.mixup import MixUp  # noqa: E402
+from fastai.torch_core import set_seed  # noqa: E402
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 from lnc_fastai.batches import eval_mode  # noqa: E402
 from lnc_fastai.losses import bootstrap_targets  # noqa: E402
@@ -141,7 +142,7 @@ class _Stop(Callback):
 
 def make_learner(callback, data, args):
     x_train, noisy, x_test, y_test = data
-    torch.manual_seed(args.seed)
+    set_seed(args.seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     if args.loader == "tensor":  # uint8 images on the device, batches cut and augmented there
         dls = tensor_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs, device=args.device,
                                  channels_last=args.channels_last)

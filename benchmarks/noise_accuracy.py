@@ -29,6 +29,7 @@ from lnc_experiments.results import RESULTS, callback_history, markdown_table, m
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
+from fastai.torch_core import set_seed  # noqa: E402
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 from lnc_sklearn import BetaMixtureNoiseDetector, asymmetric_noise, symmetric_noise  # noqa: E402
 
@@ -88,7 +89,7 @@ def noisy_labels(y_train, noise, args):
 def run(method, noise, data, args):
     x_train, y_train, x_test, y_test = data
     noisy, changed = noisy_labels(y_train, noise, args)
-    torch.manual_seed(args.seed)
+    set_seed(args.seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs, augment=not args.no_augment)
     learn = Learner(dls, small_cnn(x_train.shape[1]), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
                     cbs=callbacks(method, changed, args))

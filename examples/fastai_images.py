@@ -14,9 +14,9 @@ Run: ``python examples/fastai_images.py --dataset fashion_mnist --noise 0.5 --n-
 import argparse
 import warnings
 
-import torch
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (adds Learner.fit_one_cycle)
+from fastai.torch_core import set_seed
 
 from lnc_experiments.data import CLASSES, as_float_images, image_dataloaders, load_arrays
 from lnc_experiments.models import small_cnn
@@ -46,7 +46,7 @@ def main():
     if args.n_train:
         x_train, y_train = x_train[: args.n_train], y_train[: args.n_train]
     noisy, changed = symmetric_noise(y_train, args.noise, n_classes=10, random_state=args.seed)
-    torch.manual_seed(args.seed)
+    set_seed(args.seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     train_images = as_float_images(x_train)
     dls = image_dataloaders(train_images, noisy, as_float_images(x_test), y_test)
     cb = DynamicBootstrapMixUp(bootstrap=args.bootstrap, warmup=args.warmup, mode=args.mode, noise_mask=changed,

@@ -18,6 +18,7 @@ from fastai.basics import CrossEntropyLossFlat, DataLoaders, Learner, accuracy
 from fastai.callback.mixup import MixUp
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (adds Learner.fit_one_cycle)
 from fastai.data.load import DataLoader
+from fastai.torch_core import set_seed
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
@@ -48,7 +49,7 @@ def network():
 
 
 def train(method, dls, epochs, lr, seed, changed):
-    torch.manual_seed(seed)
+    set_seed(seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     callbacks = {
         "cross-entropy": [],
         "fastai MixUp": [MixUp(alpha=0.4)],

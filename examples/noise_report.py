@@ -48,7 +48,6 @@ def from_arrays(args, out):
 
 
 def from_fastai(args, out):
-    import torch
     from fastai.basics import CrossEntropyLossFlat, Learner, accuracy
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (adds Learner.fit_one_cycle)
 
@@ -56,10 +55,11 @@ def from_fastai(args, out):
     from lnc_experiments.models import small_cnn
     from lnc_fastai import DynamicBootstrapMixUp
     from lnc_sklearn import symmetric_noise
+    from fastai.torch_core import set_seed
 
     x_train, y_train, x_test, y_test = load_arrays("digits")
     noisy, changed = symmetric_noise(y_train, args.noise, n_classes=10, random_state=0)
-    torch.manual_seed(0)
+    set_seed(0)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     dls = image_dataloaders(as_float_images(x_train), noisy, as_float_images(x_test), y_test, bs=64, augment=False)
     cb = DynamicBootstrapMixUp(warmup=0.5, noise_mask=changed, keep_trace=True)
     learn = Learner(dls, small_cnn(1), loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=cb)

@@ -47,6 +47,7 @@ from fastai.callback.fp16 import MixedPrecision  # noqa: F401  (adds Learner.to_
 from fastai.callback.mixup import MixUp
 from fastai.callback.schedule import ParamScheduler, fit_one_cycle  # noqa: F401
 from fastai.optimizer import SGD
+from fastai.torch_core import set_seed
 
 from lnc_experiments.data import CLASSES, load_arrays, tensor_dataloaders
 from lnc_experiments.models import PreActResNet18
@@ -197,7 +198,7 @@ def train(args):
         x_test, y_test = x_test[: args.n_test], y_test[: args.n_test]
     labels, changed = training_labels(y_train, args)
 
-    torch.manual_seed(args.seed)
+    set_seed(args.seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     dls = tensor_dataloaders(x_train, labels, x_test, y_test, bs=args.bs, device=device, channels_last=channels_last)
