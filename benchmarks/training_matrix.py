@@ -210,6 +210,11 @@ def write_tables(runs, args):
         "`strong`: at 80-90% noise where CE's last epoch is 10 points or more below its best, the default is "
         "at least M-DYR-H. `classes`: classes the default predicts on the test set at the last epoch, per seed.",
         "",
+        "A seed fixes the noise draw, the initial weights and, for runs from 2026-11-30 22:00 UTC on, the batch "
+        "order. Before then fastai's DataLoader drew its shuffling from Python's unseeded `random` module, so "
+        "each run had its own batch order; the CE, MixUp and M-DYR-H runs (reused across re-runs of the default) "
+        "are such runs. Methods are compared as independent draws over the same seeds, not as paired runs.",
+        "",
         "Settings per cell: " + "; ".join(f"`{cell}` {settings(cell)}" for cell in NOISE) + ". M-DYR-H: "
         "`DynamicBootstrapMixUp.preset('m-dyr-h')` (alpha 32, warm-up 0.35 of the run); default: `DynamicBootstrapMixUp()`.",
         "",
