@@ -153,9 +153,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
         predicting at least this share of the training samples as their given label, mixup
         takes ``strong_alpha`` from the next epoch (not before the warm-up floor) to the end of
         the run, and the run does not settle. A network that fits nearly every label it is given
-        has learnt what it can from them and goes on to memorise the rest, which light mixup does not hold back and strong mixup does
-        (digits, 20% asymmetric noise, where the count stays under ``light_noise_rate``:
-        ``docs/training.md``). A network that underfits (a short or augmented schedule) never
+        has learnt what it can from them and goes on to memorise the rest, which light mixup does
+        not hold back and strong mixup does (digits, 20% asymmetric noise, where the count stays
+        under ``light_noise_rate``: ``docs/training.md``). A network that underfits (a short or augmented schedule) never
         gets there and keeps light mixup. None: never.
     fresh_targets : {"heavy", True, False}
         lnc mode: where the bootstrapping targets come from a forward of the un-mixed batch
@@ -235,8 +235,9 @@ class DynamicBootstrapMixUp(TrackingMixin, ResultsMixin, StateMixin, MixHandler)
     (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the share
     of training labels fitted (``label_fit``) and whether ``fitted_share`` switched (``fitted``),
     the epoch's ``bootstrap_scale`` and mixup ``alpha``, whether it trained unmixed
-    (``unmixed``; ``settling`` when ``settle`` made it so) and with targets from a forward of each batch (``fresh_targets``),
-    the ``collapse_guard`` and ``classes_predicted`` (one row per tracked epoch). ``report()``
+    (``unmixed``; ``settling`` when ``settle`` made it so) and with targets from a forward of
+    each batch (``fresh_targets``), the ``collapse_guard`` and ``classes_predicted`` (one row per
+    tracked epoch). ``report()``
     gives one row per training sample. Training uses this callback's own loss (``lf``, swapped
     in as fastai's ``MixHandler`` does); the learner's ``loss_func`` is put back after training
     (and on every cancel) and serves validation.
