@@ -39,7 +39,7 @@ import pandas as pd
 
 import noise_accuracy  # the sibling benchmark (this script's folder is on the path when run as a script)
 
-from lnc_experiments.results import RESULTS, markdown_table, write_json, write_results  # noqa: E402
+from lnc_experiments.results import RESULTS, _cpu_model, markdown_table, write_json, write_results  # noqa: E402
 
 METHODS = ("ce", "mixup-0.4", "mixup", "m-dyr-h", "default")
 LABELS = {"ce": "CE", "mixup-0.4": "MixUp 0.4", "mixup": "MixUp 32", "m-dyr-h": "M-DYR-H", "default": "default"}
@@ -188,13 +188,16 @@ def summarise(runs):
             auc = run.auc_per_epoch if isinstance(run.auc_per_epoch, list) and noise > 0 else None
             scale = getattr(run, "bootstrap_scale_per_epoch", None)
             fit, alpha = getattr(run, "label_fit_per_epoch", None), getattr(run, "mixup_alpha_per_epoch", None)
+            rewound = getattr(run, "rewound_to", None)
+            rewound = None if rewound is None or rewound != rewound else rewound  # absent, or NaN in the frame
             detail.append(
                 f"- {cell}, {row['noise']}, seed {run.seed}, per tracked epoch{where}: detector AUC "
                 + (", ".join(f"{a:.2f}" for a in auc) if auc else "undefined (no noise)")
                 + "; estimated noise rate " + ", ".join(f"{a:.2f}" for a in run.noise_rate_per_epoch)
                 + ("; bootstrapping scale " + ", ".join(f"{a:.2f}" for a in scale) if isinstance(scale, list) else "")
                 + ("; share of the training labels fitted " + ", ".join(f"{a:.3f}" for a in fit) if isinstance(fit, list) else "")
-                + ("; mixup alpha (0: unmixed) " + ", ".join(f"{a:g}" for a in alpha) if isinstance(alpha, list) else ""))
+                + ("; mixup alpha (0: unmixed) " + ", ".join(f"{a:g}" for a in alpha) if isinstance(alpha, list) else "")
+                + (f"; at the call, rewound to the weights of epoch {int(rewound) + 1}" if rewound is not None else ""))
     return pd.DataFrame(rows), detail
 
 
@@ -214,6 +217,14 @@ def write_tables(runs, args):
         "order. Before then fastai's DataLoader drew its shuffling from Python's unseeded `random` module, so "
         "each run had its own batch order; the CE, MixUp and M-DYR-H runs (reused across re-runs of the default) "
         "are such runs. Methods are compared as independent draws over the same seeds, not as paired runs.",
+        "",
+        "Machines: a seeded run is repeatable on one machine, not across processors (floating-point kernels "
+        "differ). Runs from 2026-12-01 on record theirs (`machine`, `finished` in the JSON); the earlier ones ran "
+        "on an AMD EPYC. In the cells where lnc's default makes its memorisation call (digits at 50, 80 and 90%, "
+        "MNIST-2000 at 80 and 90%) the default was re-run on 2026-12-01 with the rewind at the call, on an Intel "
+        "Xeon; M-DYR-H was re-run there, seeded, on the digits at 80 and 90% (paired with the default there), not "
+        "on MNIST-2000 (its runs there are the older, unseeded AMD ones). Run times of 2026-12-01 are not "
+        "comparable with the earlier ones (another machine, at times shared with other jobs).",
         "",
         "Settings per cell: " + "; ".join(f"`{cell}` {settings(cell)}" for cell in NOISE) + ". M-DYR-H: "
         "`DynamicBootstrapMixUp.preset('m-dyr-h')` (alpha 32, warm-up 0.35 of the run); default: `DynamicBootstrapMixUp()`.",
@@ -275,6 +286,7 @@ def main():
                                 result = run_small_cnn(cell, method, noise_type, noise, seed, data)
                         result.update(cell=cell, method=method, noise_type=noise_type, noise=noise, seed=seed,
                                       settings=settings(cell), seconds=result.get("seconds", time.perf_counter() - start))
+                        result.update(machine=_cpu_model(), finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
                         result.pop("trace", None)
                         runs = save([r for r in runs if key(r) != k] + [result])
                         print(f"{cell} {noise_type} {noise:g} seed {seed} {method}: last {result['last_acc']:.4f} "

@@ -28,7 +28,8 @@ STATE_FORMAT = "lnc-callback-state/1"
 ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "target_average_", "_previous_flags")
 # lnc mode's memory of the run so far (plain numbers, strings and lists of numbers)
 LNC_STATE = ("noise_regime_", "memorising_since_", "bootstrap_since_", "collapse_guard_", "widest_classes_",
-             "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_", "fitted_since_")
+             "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_", "fitted_since_",
+             "rewound_to_")
 
 # the epochs at which lnc mode's one-way switches were made (None: not yet)
 SWITCHES = ("memorising_since_", "bootstrap_since_", "fitted_since_")
@@ -55,7 +56,8 @@ class StateMixin:
         # exported before these options: the behaviour of then (no switch, light mixup, averages)
         for name, value in (("fitted_share", None), ("fitted_since_", None), ("unmixed_until_memorising", False),
                             ("fresh_targets", False), ("unmixed_", False), ("fresh_targets_used_", False),
-                            ("settling_", False)):
+                            ("settling_", False), ("rewind", False), ("memorising_gain", 1.0),
+                            ("_rewind_point", None), ("rewound_to_", None)):
             self.__dict__.setdefault(name, value)
         if "mode" not in state:  # exported before lnc's own mode: the paper's was the only one
             self.__dict__.update(mode="paper", tracking_every=1, target_average_=None,

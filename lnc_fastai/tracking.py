@@ -278,7 +278,8 @@ class TrackingMixin:
         valid = getattr(self, "valid_fits_", None) or [float("nan")]
         record.update(noise_regime=self.noise_regime_, memorisation=signal, valid_fit=float(valid[-1]),
                       still_learning=learning, memorising=self.memorising_since_ is not None,
-                      label_fit=fit, fitted=self.fitted_since_ is not None)
+                      label_fit=fit, fitted=self.fitted_since_ is not None,
+                      rewound_to=float(self.rewound_to_) if self.epoch == self.memorising_since_ and self.rewound_to_ is not None else float("nan"))
 
     def _device_state(self, device):
         """lnc mode: the last pass's per-sample weights (p(noisy), clipped; a sample without a
@@ -290,6 +291,7 @@ class TrackingMixin:
         if self.p_noisy_ is None or self.target_average_ is None or self.labels_ is None:
             return None
         weights = np.clip(np.nan_to_num(self.p_noisy_, nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP)
+        weights = np.minimum(weights * getattr(self, "weight_gain", 1.0), WEIGHT_CLIP[1])
         targets = self.target_average_
         n_classes = targets.shape[1]
         if self.bootstrap == "hard":

@@ -226,7 +226,7 @@ class MemorisingFromEpochOne(DynamicBootstrapMixUp):
 
 @pytest.mark.parametrize("fresh_targets", ["heavy", False])
 def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_targets):
-    cb = MemorisingFromEpochOne(warmup=0, fresh_targets=fresh_targets)
+    cb = MemorisingFromEpochOne(warmup=0, fresh_targets=fresh_targets, memorising_gain=1.5)
     learn = indexed_learner(cb)
     seen = SeeBatches(cb)
     learn.add_cb(seen)
@@ -244,8 +244,9 @@ def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_tar
     scale = cb.history["bootstrap_scale"].iloc[1]
     assert scale > 0
     first_p, first_targets = cb.trace_first_p, cb.trace_first_targets
-    for indices, weights, _ in seen.seen:  # the weights are the pass's p(noisy) either way
-        expected = np.clip(np.nan_to_num(first_p[indices.numpy()], nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP) * scale
+    for indices, weights, _ in seen.seen:  # the weights are the pass's p(noisy) either way, times the gain
+        p = np.clip(np.nan_to_num(first_p[indices.numpy()], nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP)
+        expected = np.minimum(p * 1.5, WEIGHT_CLIP[1]) * scale
         assert np.allclose(weights.numpy(), expected, atol=1e-6)
     if fresh_targets:
         # one forward per batch, of the batch's own samples before mixing; the targets its one-hot argmax
@@ -530,3 +531,113 @@ def test_checkpoints_keep_lnc_modes_memory(tmp_path):
     load_checkpoint(learn2, "early")  # back to before the switches: they are unset again
     assert restored.memorising_since_ is None and restored.fitted_since_ is None
     assert restored._device_state(torch.device("cpu"))["weights"].shape == (N_TRAIN,)
+
+
+# ---- heavy noise: the memorisation call rewinds to the wait's best weights ---------------------
+def test_host_copy_copies_every_tensor_and_to_device_moves_them_back():
+    from lnc_fastai.rewind import host_copy, to_device
+
+    weight = torch.ones(3)
+    state = {"model": {"w": weight}, "opt": [{"avg": torch.zeros(2), "step": 4}], "hypers": ({"lr": 0.1},)}
+    copied = host_copy(state)
+    weight.add_(1)  # the original moves on (in place, as a training step does)
+    assert torch.equal(copied["model"]["w"], torch.ones(3))
+    assert copied["opt"][0]["step"] == 4 and copied["hypers"] == ({"lr": 0.1},)
+    moved = to_device(copied, torch.device("cpu"))
+    assert torch.equal(moved["opt"][0]["avg"], torch.zeros(2))
+
+
+class HeavyCallAt(DynamicBootstrapMixUp):
+    """lnc's mode told at every pass that the network disbelieves most labels, and, at the pass of
+    epoch ``call - 1``, that it memorises (the call then starts at epoch ``call``). Keeps, after
+    each epoch's validation, the weights and the pass's p(noisy), and, as the call's epoch starts
+    training, the weights it starts from."""
+
+    def __init__(self, call=3, **kwargs):
+        super().__init__(**kwargs)
+        self.call, self.after_epoch_weights, self.after_epoch_p, self.start_weights = call, {}, {}, {}
+        self.after_epoch_opt = {}
+
+    def _update_regime(self, record, count):
+        super()._update_regime(record, {**count, "rate": 0.6, "from_mixture": 1.0})
+        if self.epoch == self.call - 1:
+            self.memorising_since_ = self.call
+
+    def after_validate(self):
+        super().after_validate()
+        if self.training is False and getattr(self, "_fitting", False):
+            self.after_epoch_weights[self.epoch] = {k: v.clone() for k, v in self.learn.model.state_dict().items()}
+            self.after_epoch_p[self.epoch] = self.p_noisy_.copy()
+            self.after_epoch_opt[self.epoch] = _opt_tensors(self.learn.opt)
+
+    def before_train(self):
+        super().before_train()
+        self.start_weights[self.epoch] = {k: v.clone() for k, v in self.learn.model.state_dict().items()}
+
+
+def _opt_tensors(opt):
+    """The optimizer state's tensors, cloned, in parameter order."""
+    return [v.clone() for state in opt.state_dict()["state"] for _, v in sorted(state.items()) if torch.is_tensor(v)]
+
+
+def _same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("rewind", [True, False])
+def test_the_memorisation_call_goes_on_from_the_waits_best_validation_weights(rewind):
+    cb = HeavyCallAt(call=4, rewind=rewind, warmup=1, tracking_every=1, settle=0, memorisation_threshold=1.0)
+    learn = indexed_learner(cb)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(5, 1e-2)
+    # the wait: epochs 1-3 (the warm-up floor is epoch 1; the call is made at the pass of epoch 3,
+    # before its validation, so epoch 3 is not a candidate)
+    wait = [1, 2]
+    best = max(wait, key=lambda e: (cb.valid_fits_[e], -e))  # the first of the highest
+    start = cb.start_weights[4]
+    if rewind:
+        assert cb.rewound_to_ == best
+        assert _same_weights(start, cb.after_epoch_weights[best])
+        assert cb.history.set_index("epoch").rewound_to.loc[4] == best
+        # the call's first epoch read the kept epoch's p(noisy), times the gain
+        assert cb._rewind_point is None  # dropped once used
+    else:
+        assert cb.rewound_to_ is None and np.isnan(cb.history.set_index("epoch").rewound_to.loc[4])
+        assert _same_weights(start, cb.after_epoch_weights[3])
+    assert not _same_weights(cb.after_epoch_weights[1], cb.after_epoch_weights[2])  # the check can fail
+
+
+def test_the_rewind_puts_back_the_kept_epochs_p_noisy_and_optimizer_state():
+    cb = HeavyCallAt(call=3, warmup=1, tracking_every=1, settle=0, memorisation_threshold=1.0)
+    learn = indexed_learner(cb)
+    seen = []
+
+    class SeeStart(Callback):
+        order = cb.order + 1
+
+        def before_train(self):
+            if self.epoch == 3:
+                seen.append((cb.p_noisy_.copy(), _opt_tensors(learn.opt)))
+
+    learn.add_cb(SeeStart())
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(4, 1e-2)
+    assert cb.rewound_to_ in (1, 2)
+    p_noisy, opt_state = seen[0]
+    np.testing.assert_array_equal(p_noisy, cb.after_epoch_p[cb.rewound_to_])
+    # Adam's moving averages are those of the kept epoch, not the last one's
+    kept, last = cb.after_epoch_opt[cb.rewound_to_], cb.after_epoch_opt[2]
+    assert len(opt_state) == len(kept) > 0 and all(torch.equal(a, b) for a, b in zip(opt_state, kept))
+    if cb.rewound_to_ != 2:
+        assert not all(torch.equal(a, b) for a, b in zip(opt_state, last))
+
+
+def test_rewind_and_memorising_gain_are_checked():
+    for bad in ("yes", 1):
+        with pytest.raises(ValueError, match="rewind must be True or False"):
+            DynamicBootstrapMixUp(rewind=bad)
+    for bad in (0.5, float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="memorising_gain must be a finite number >= 1"):
+            DynamicBootstrapMixUp(memorising_gain=bad)

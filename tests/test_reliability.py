@@ -259,3 +259,20 @@ def test_a_callback_exported_before_detector_was_split_loads():
     old = pickle.loads(pickle.dumps(cb))
     assert old.detector is None and old.detector_.alphas_.tolist() == fitted.alphas_.tolist()
     assert old.stack_y is False and "meta" in old.state_dict()
+
+
+def test_a_callback_exported_before_the_rewind_loads_without_it():
+    """Learners exported before ``rewind`` and ``memorising_gain`` unpickle with the behaviour of
+    then: no rewind, the detector's weights as they are."""
+    import pickle
+
+    cb = DynamicBootstrapMixUp()
+    for name in ("rewind", "memorising_gain", "_rewind_point", "rewound_to_"):
+        del cb.__dict__[name]
+    old = pickle.loads(pickle.dumps(cb))
+    assert old.rewind is False and old.memorising_gain == 1.0 and old.rewound_to_ is None
+    old.memorising_since_ = 3  # memorising under heavy noise: still no gain
+    assert old.weight_gain == 1.0 and DynamicBootstrapMixUp(memorising_gain=1.5).weight_gain == 1.0
+    memorising = DynamicBootstrapMixUp(memorising_gain=1.5)
+    memorising.memorising_since_ = 3
+    assert memorising.weight_gain == 1.5 and DynamicBootstrapMixUp.preset("m-dyr-h", memorising_gain=1.5).weight_gain == 1.0
