@@ -589,7 +589,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         idx = self._batch_index(labels)
         if idx is None:
             weights, targets = self.noise_weights_and_targets(self.xb, labels)
-            return (weights * self.weight_gain).clamp_(max=1.0) * self.bootstrap_scale_, targets
+            return (weights * self.weight_gain).clamp_(max=WEIGHT_CLIP[1]) * self.bootstrap_scale_, targets
         state = self._per_sample
         weights = state["weights"][idx] * self.bootstrap_scale_
         if self.fresh_targets_now:
