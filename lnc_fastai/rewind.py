@@ -14,31 +14,17 @@ stopping. The learning-rate schedule is not rewound.
 """
 
 import torch
+from fastai.torch_core import apply, to_device
 
-__all__ = ["host_copy", "to_device", "RewindMixin"]
+__all__ = ["host_copy", "RewindMixin"]
 
 
 def host_copy(value):
     """A copy of ``value`` with every tensor detached and copied to host memory (nested dicts,
-    lists and tuples followed); other leaves are kept as they are (numbers, strings)."""
-    if torch.is_tensor(value):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: host_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(host_copy(v) for v in value) if type(value) in (list, tuple) else [host_copy(v) for v in value]
-    return value
-
-
-def to_device(value, device):
-    """``value`` (as :func:`host_copy` made it) with every tensor moved to ``device``."""
-    if torch.is_tensor(value):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_device(v, device) for v in value)
-    return value
+    lists and tuples followed, as fastai's ``apply`` does); other leaves are kept as they are.
+    A copy even on a CPU, where ``to("cpu")`` alone would return the tensor the optimizer goes
+    on updating in place."""
+    return apply(lambda o: o.detach().to("cpu", copy=True) if torch.is_tensor(o) else o, value)
 
 
 class RewindMixin:

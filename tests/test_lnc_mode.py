@@ -535,7 +535,9 @@ def test_checkpoints_keep_lnc_modes_memory(tmp_path):
 
 # ---- heavy noise: the memorisation call rewinds to the wait's best weights ---------------------
 def test_host_copy_copies_every_tensor_and_to_device_moves_them_back():
-    from lnc_fastai.rewind import host_copy, to_device
+    from fastai.torch_core import to_device
+
+    from lnc_fastai.rewind import host_copy
 
     weight = torch.ones(3)
     state = {"model": {"w": weight}, "opt": [{"avg": torch.zeros(2), "step": 4}], "hypers": ({"lr": 0.1},)}
