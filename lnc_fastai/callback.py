@@ -478,9 +478,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
                           and self.epoch >= self.n_epoch - self.settle_epochs)
         # with unmixed_until_memorising, so does a run under heavy noise, from the warm-up floor
         # (before it, a network that has hardly trained disbelieves most labels) until it memorises
-        waiting = (self.noise_regime_ == "heavy" and self.epoch >= self.warmup_epochs
-                   and self.memorising_since_ is None and self.bootstrap_since_ is None)
-        self.unmixed_ = self.settling_ or (waiting and self.unmixed_until_memorising)
+        self.unmixed_ = self.settling_ or (self._waiting_under_heavy_noise() and self.unmixed_until_memorising)
         start = self.memorising_since_ if self.memorising_since_ is not None else self.bootstrap_since_
         scale = ramp(self.epoch, start, self.ramp_epochs) if allowed else 0.0
         self.bootstrap_scale_ = scale * self.collapse_guard_

@@ -34,6 +34,8 @@ class RewindMixin:
     with the callback's state or an exported learner."""
 
     def _waiting_under_heavy_noise(self):
+        """lnc mode under heavy noise, from the warm-up floor until the call (or any bootstrapping):
+        the epochs that train unmixed with ``unmixed_until_memorising``, and the rewind's candidates."""
         return (self.mode == "lnc" and self.noise_regime_ == "heavy" and self.memorising_since_ is None
                 and self.bootstrap_since_ is None and self.epoch >= self.warmup_epochs)
 
