@@ -26,6 +26,7 @@ import torch
 from lnc_experiments.data import as_float_images, image_dataloaders, load_arrays
 from lnc_experiments.models import small_cnn
 from lnc_experiments.results import RESULTS, callback_history, markdown_table, method_by_noise, write_json, write_results
+from lnc_experiments.validation import ScoreTestSet, validation_seed
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
@@ -86,26 +87,47 @@ def noisy_labels(y_train, noise, args):
     return symmetric_noise(y_train, noise, n_classes=10, random_state=args.seed)
 
 
+def noisy_validation_labels(y_valid, noise, args):
+    """The held-out validation labels, noised as the training labels are (same rate and type) but
+    from their own random stream: what a user's validation split of noisy data looks like."""
+    return noisy_labels(y_valid, noise, argparse.Namespace(**dict(vars(args), seed=validation_seed(args.seed))))[0]
+
+
 def run(method, noise, data, args):
-    x_train, y_train, x_test, y_test = data
+    """One training run. ``data`` is ``(x_train, y_train, x_test, y_test)``: the test set is then
+    also the validation set the callbacks see (clean labels). With a held-out validation split,
+    ``(x_train, y_train, x_test, y_test, x_valid, y_valid)``: the learner validates on ``x_valid``
+    with labels noised as the training labels are, and the test set is only scored."""
+    x_train, y_train, x_test, y_test = data[:4]
     noisy, changed = noisy_labels(y_train, noise, args)
+    held_out = len(data) == 6
     set_seed(args.seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
-    dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs, augment=not args.no_augment)
-    learn = Learner(dls, small_cnn(x_train.shape[1]), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
-                    cbs=callbacks(method, changed, args))
+    if held_out:
+        x_valid, y_valid = data[4], noisy_validation_labels(data[5], noise, args)
+        dls = image_dataloaders(x_train, noisy, x_valid, y_valid, bs=args.bs, augment=not args.no_augment)
+        scorer = ScoreTestSet(x_test, y_test)
+        cbs = callbacks(method, changed, args) + [scorer]
+    else:
+        dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs, augment=not args.no_augment)
+        cbs = callbacks(method, changed, args)
+    learn = Learner(dls, small_cnn(x_train.shape[1]), loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=cbs)
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         learn.fit_one_cycle(args.epochs, args.lr)
-    accuracies = [float(row[2]) for row in learn.recorder.values]
+    accuracies = scorer.accuracies if held_out else [float(row[2]) for row in learn.recorder.values]
     result = {"method": method, "noise": noise, "noise_type": getattr(args, "noise_type", "symmetric"), "seed": args.seed,
               "wrong_label_rate": float(changed.mean()),
               "last_acc": accuracies[-1], "best_acc": max(accuracies), "acc_per_epoch": accuracies,
               "seconds": time.perf_counter() - start}
     result.update(callback_history(getattr(learn, "dynamic_bootstrap_mix_up", None)))
     # A network collapsing under heavy noise predicts few classes.
-    with learn.no_bar():
-        preds = learn.get_preds(dl=dls.valid)[0].argmax(dim=1)
+    if held_out:
+        preds = scorer.predictions()
+        result["valid_wrong_label_rate"] = float((y_valid != data[5]).mean())
+    else:
+        with learn.no_bar():
+            preds = learn.get_preds(dl=dls.valid)[0].argmax(dim=1)
     result["classes_predicted"] = int(torch.unique(preds).numel())
     return result
 

@@ -25,6 +25,12 @@ default after a change to lnc; the other methods do not depend on lnc's code). `
 --second-seed close`` runs seed 1 only where two methods' seed-0 last-epoch accuracies are
 within 3 points.
 
+The learner validates on the test set (clean labels), which lnc's default reads under heavy
+noise (to time its memorisation call and to choose the weights its rewind goes back to).
+``--validation noisy`` gives it instead a held-out split whose labels are noised as the training
+labels are, as a user's would be, and scores the test set apart; those runs go to
+``results/training_matrix_noisy_validation.json`` (small-CNN cells only; see ``N_VALID``).
+
 Run: ``python benchmarks/training_matrix.py --cells digits --seeds 0 1`` (about 25 minutes on 2
 CPU cores); ``--cells cifar10`` costs 2.5-3.5 minutes a run on 2 idle CPU cores.
 """
@@ -40,6 +46,7 @@ import pandas as pd
 import noise_accuracy  # the sibling benchmark (this script's folder is on the path when run as a script)
 
 from lnc_experiments.results import RESULTS, _cpu_model, markdown_table, write_json, write_results  # noqa: E402
+from lnc_experiments.validation import split_in_two  # noqa: E402
 
 METHODS = ("ce", "mixup-0.4", "mixup", "m-dyr-h", "default")
 LABELS = {"ce": "CE", "mixup-0.4": "MixUp 0.4", "mixup": "MixUp 32", "m-dyr-h": "M-DYR-H", "default": "default"}
@@ -56,19 +63,32 @@ NOISE = {
     "cifar10": [("symmetric", r) for r in (0.0, 0.2, 0.5, 0.8)] + [("asymmetric", 0.2)],
 }
 JSON = "training_matrix.json"
+# --validation noisy: the learner (and so lnc's default, which reads its validation accuracy to
+# time the memorisation call and to choose the rewind's weights) validates on a held-out split
+# whose labels are noised as the training labels are; the test set is only scored. The digits
+# have no images to spare: their 540 test images are split in two halves (a fixed permutation),
+# one the validation split, the other the test set, for every method. MNIST's validation split
+# comes from the training images after the cell's first ``n_train``; the test set is as above.
+N_VALID = {"digits": 270, "mnist2000": 500, "mnist5000": 1000}
+FILES = {"test": ("training_matrix.json", "training_matrix.md"),
+         "noisy": ("training_matrix_noisy_validation.json", "training_matrix_noisy_validation.md")}
 # Earlier runs of the same settings and seed whose methods do not depend on lnc's code (CE and
 # MixUp): reused rather than run again. cifar10_cpu_one_cycle.json: 12 one-cycle epochs, 10,000
 # images, 2,000 test images, width 16, seed 0, as CIFAR above.
 REUSE = {"cifar10": ("cifar10_cpu_one_cycle.json", ("ce", "mixup"))}
 
 
-def settings(cell):
+def settings(cell, validation="test"):
     """What a cell's runs depend on besides method, noise and seed."""
-    return dict(SMALL_CNN[cell]) if cell in SMALL_CNN else dict(CIFAR)
+    if cell not in SMALL_CNN:
+        return dict(CIFAR)
+    if validation == "noisy":
+        return dict(SMALL_CNN[cell], validation="noisy held-out split", n_valid=N_VALID[cell])
+    return dict(SMALL_CNN[cell])
 
 
 def run_small_cnn(cell, method, noise_type, noise, seed, data):
-    args = argparse.Namespace(**settings(cell), alpha=32.0, warmup=0.35, seed=seed, noise_type=noise_type,
+    args = argparse.Namespace(**SMALL_CNN[cell], alpha=32.0, warmup=0.35, seed=seed, noise_type=noise_type,
                               detector_init="anchored", data_dir=None)
     return noise_accuracy.run(method, noise, data, args)
 
@@ -88,13 +108,26 @@ def run_cifar(method, noise_type, noise, seed, arrays, data_dir):
     return result
 
 
-def load_data(cell, data_dir):
-    if cell == "cifar10":
-        from lnc_experiments.data import load_arrays
+def load_data(cell, data_dir, validation="test"):
+    """The cell's arrays: ``(x_train, y_train, x_test, y_test)``, and with ``validation="noisy"``
+    the held-out validation images and their true labels after them (``N_VALID``)."""
+    from lnc_experiments.data import as_float_images, load_arrays
 
-        return load_arrays("cifar10", data_dir)
-    args = argparse.Namespace(**settings(cell), data_dir=data_dir)
-    return noise_accuracy.paired_data(args)
+    if cell == "cifar10":
+        if validation != "noisy":
+            return load_arrays("cifar10", data_dir)
+        raise SystemExit("--validation noisy is there for the small-CNN cells (digits, mnist2000, mnist5000), not cifar10 yet")
+    args = argparse.Namespace(**SMALL_CNN[cell], data_dir=data_dir)
+    x_train, y_train, x_test, y_test = noise_accuracy.paired_data(args)
+    if validation != "noisy":
+        return x_train, y_train, x_test, y_test
+    n_valid = N_VALID[cell]
+    if cell == "digits":  # no images to spare: half the test images validate, the other half test
+        valid, test = split_in_two(len(y_test), n_valid)
+        return x_train, y_train, x_test[test], y_test[test], x_test[valid], y_test[valid]
+    pool_x, pool_y = load_arrays(args.dataset, data_dir)[:2]
+    start = args.n_train
+    return x_train, y_train, x_test, y_test, as_float_images(pool_x[start : start + n_valid]), pool_y[start : start + n_valid]
 
 
 def reused_runs(cell):
@@ -120,13 +153,13 @@ def reused_runs(cell):
     return runs
 
 
-def save(run_list):
+def save(run_list, name=JSON):
     """Write the runs, merged with what another invocation may have written meanwhile."""
-    path = RESULTS / JSON
+    path = RESULTS / name
     on_disk = json.loads(path.read_text())["runs"] if path.exists() else []
     mine = {key(r) for r in run_list}
     merged = [r for r in on_disk if key(r) not in mine] + run_list
-    write_json(JSON, {"runs": merged})
+    write_json(name, {"runs": merged})
     return merged
 
 
@@ -201,12 +234,35 @@ def summarise(runs):
     return pd.DataFrame(rows), detail
 
 
+NOISY_VALIDATION_INTRO = [
+    "The same cells, methods and criteria as `training_matrix.md`, with one change: the learner validates on a "
+    "held-out split whose labels are noised as the training labels are (same rate and type, drawn from their "
+    "own random stream), as a user's validation split of noisy data would be, and the test set is only scored "
+    "(a forward in eval mode after every epoch). In `training_matrix.md` the validation set is the test set, "
+    "with clean labels: lnc's default reads its validation accuracy (to tell learning from memorising before "
+    "the memorisation call, and to choose the weights the rewind goes back to), so there it saw the labels it "
+    "was then scored on. CE, MixUp and M-DYR-H read no validation set; their runs differ from the other "
+    "file's only where the test set does.",
+    "",
+    "Validation splits: `digits`, its 540 test images in two halves by a fixed permutation, 270 validate "
+    "(noisy labels) and 270 test, for every method; `mnist2000` and `mnist5000`, the 500 (1,000) MNIST "
+    "training images after the cell's first 2,000 (5,000), and the same test images as the other file.",
+    "",
+    "Each cell: mean last-epoch test accuracy over the seeds run, ± their spread (population SD) where "
+    "there are two, and in brackets the mean best epoch; `safe` and `strong` as in `training_matrix.md`. "
+    "All runs seeded, on one machine (`machine`, `finished` in the JSON), so runs of the same seed are paired "
+    "(same noise draw, initial weights and batch order).",
+]
+
+
 def write_tables(runs, args):
+    validation = getattr(args, "validation", "test")
+    json_name, md_name = FILES[validation]
     table, detail = summarise(runs)
     frame = pd.DataFrame(runs)
     seconds = frame.groupby(["cell", "method"]).seconds.median().unstack().reindex(columns=list(METHODS))
     seconds.columns = [LABELS[m] for m in seconds.columns]
-    lines = [
+    intro = NOISY_VALIDATION_INTRO if validation == "noisy" else [
         "Each cell: mean last-epoch test accuracy over the seeds run, ± their spread (population SD) where "
         "there are two, and in brackets the mean best epoch. `safe`: the default's last-epoch accuracy is at "
         "least the best of CE, MixUp 0.4 and MixUp 32 minus 1 point (means over the seeds all four ran). "
@@ -225,11 +281,15 @@ def write_tables(runs, args):
         "Xeon; M-DYR-H was re-run there, seeded, on the digits at 80 and 90% (paired with the default there), not "
         "on MNIST-2000 (its runs there are the older, unseeded AMD ones). Run times of 2026-12-01 are not "
         "comparable with the earlier ones (another machine, at times shared with other jobs).",
+    ]
+    cells = sorted({r["cell"] for r in runs}, key=list(NOISE).index)
+    lines = [
+        *intro,
         "",
-        "Settings per cell: " + "; ".join(f"`{cell}` {settings(cell)}" for cell in NOISE) + ". M-DYR-H: "
+        "Settings per cell: " + "; ".join(f"`{cell}` {settings(cell, validation)}" for cell in cells) + ". M-DYR-H: "
         "`DynamicBootstrapMixUp.preset('m-dyr-h')` (alpha 32, warm-up 0.35 of the run); default: `DynamicBootstrapMixUp()`.",
         "",
-        f"Raw numbers (accuracy, AUC, noise rate per epoch): `benchmarks/results/{JSON}`. {__doc__.splitlines()[0]}",
+        f"Raw numbers (accuracy, AUC, noise rate per epoch): `benchmarks/results/{json_name}`. {__doc__.splitlines()[0]}",
         "",
         markdown_table(table),
         "",
@@ -241,7 +301,8 @@ def write_tables(runs, args):
         "",
         *detail,
     ]
-    return write_results("training_matrix.md", "Training matrix: lnc's default against CE, MixUp and M-DYR-H", lines)
+    title = "Training matrix: lnc's default against CE, MixUp and M-DYR-H"
+    return write_results(md_name, title + (", validated on a noisy held-out split" if validation == "noisy" else ""), lines)
 
 
 def main():
@@ -255,9 +316,13 @@ def main():
     parser.add_argument("--noise", nargs="+", default=None, help="only these settings, e.g. sym:0.8 asym:0.4")
     parser.add_argument("--rerun", nargs="*", default=[], choices=METHODS, help="run these methods again even if saved")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--validation", default="test", choices=list(FILES),
+                        help="what the learner validates on: the test set with its clean labels (training_matrix.json), "
+                             "or a held-out split with noisy labels, the test set only scored (training_matrix_noisy_validation.json)")
     parser.add_argument("--tables-only", action="store_true")
     args = parser.parse_args()
-    path = RESULTS / JSON
+    json_name = FILES[args.validation][0]
+    path = RESULTS / json_name
     runs = json.loads(path.read_text())["runs"] if path.exists() else []
     if not args.tables_only:
         wanted = None
@@ -265,8 +330,9 @@ def main():
             wanted = {("symmetric" if t == "sym" else "asymmetric", float(r)) for t, r in (n.split(":") for n in args.noise)}
         for cell in args.cells:
             known = {key(r) for r in runs}
-            runs += [r for r in reused_runs(cell) if key(r) not in known]
-            data = load_data(cell, args.data_dir)
+            if args.validation == "test":
+                runs += [r for r in reused_runs(cell) if key(r) not in known]
+            data = load_data(cell, args.data_dir, args.validation)
             for i, seed in enumerate(args.seeds):
                 close = close_rows(runs, cell, args.seeds[0]) if i and args.second_seed == "close" else None
                 for noise_type, noise in NOISE[cell]:
@@ -274,7 +340,7 @@ def main():
                         continue
                     for method in args.methods:
                         k = (cell, method, noise_type, noise, seed)
-                        old = [r for r in runs if key(r) == k and r.get("settings") == settings(cell)]
+                        old = [r for r in runs if key(r) == k and r.get("settings") == settings(cell, args.validation)]
                         if old and method not in args.rerun:
                             continue
                         start = time.perf_counter()
@@ -285,10 +351,10 @@ def main():
                             else:
                                 result = run_small_cnn(cell, method, noise_type, noise, seed, data)
                         result.update(cell=cell, method=method, noise_type=noise_type, noise=noise, seed=seed,
-                                      settings=settings(cell), seconds=result.get("seconds", time.perf_counter() - start))
+                                      settings=settings(cell, args.validation), seconds=result.get("seconds", time.perf_counter() - start))
                         result.update(machine=_cpu_model(), finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
                         result.pop("trace", None)
-                        runs = save([r for r in runs if key(r) != k] + [result])
+                        runs = save([r for r in runs if key(r) != k] + [result], json_name)
                         print(f"{cell} {noise_type} {noise:g} seed {seed} {method}: last {result['last_acc']:.4f} "
                               f"best {result['best_acc']:.4f} classes {result['classes_predicted']} ({result['seconds']:.0f} s)", flush=True)
                         write_tables(runs, args)
