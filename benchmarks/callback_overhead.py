@@ -284,7 +284,7 @@ def main():
         if hasattr(cb, "tracking_seconds"):
             cb.tracking_seconds.clear()
         if isinstance(cb, AlwaysWaiting):
-            cb.copy_seconds = []
+            cb.copy_seconds.clear()
     for _ in range(args.rounds):
         for learn, _timer in learners.values():
             with learn.no_bar(), learn.no_logging():

@@ -123,7 +123,7 @@ def run(method, noise, data, args):
     result.update(callback_history(getattr(learn, "dynamic_bootstrap_mix_up", None)))
     # A network collapsing under heavy noise predicts few classes.
     if held_out:
-        preds = scorer.predictions()
+        preds = scorer.predicted  # the last epoch's, scored after it: no second forward
         result["valid_wrong_label_rate"] = float((y_valid != data[5]).mean())
     else:
         with learn.no_bar():

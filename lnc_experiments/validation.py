@@ -39,6 +39,7 @@ class ScoreTestSet(Callback):
 
     def __init__(self, images, labels, bs=512):
         self.images, self.labels, self.bs, self.accuracies = images, torch.as_tensor(np.asarray(labels)), bs, []
+        self.predicted = None  # the last epoch's predictions, kept for what a run reports after it
 
     def predictions(self):
         """The model's predicted classes for the test images, on the host."""
@@ -54,4 +55,5 @@ class ScoreTestSet(Callback):
             model.train(training)
 
     def after_epoch(self):
-        self.accuracies.append(float((self.predictions() == self.labels).float().mean()))
+        self.predicted = self.predictions()
+        self.accuracies.append(float((self.predicted == self.labels).float().mean()))

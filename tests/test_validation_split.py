@@ -53,6 +53,7 @@ def test_scores_the_test_set_while_the_learner_validates_on_noisy_labels():
     # the last score is the trained model's accuracy on the test half and its clean labels ...
     predicted = scorer.predictions().numpy()
     assert scorer.accuracies[-1] == pytest.approx(float(np.mean(predicted == y_test[test])))
+    assert np.array_equal(scorer.predicted.numpy(), predicted)  # kept from the last epoch, as the run reports it
     # ... not the learner's validation accuracy, counted against the split's noisy labels
     valid_accuracy = float(learn.recorder.values[-1][2])
     assert scorer.accuracies[-1] > valid_accuracy + 0.2, (scorer.accuracies, valid_accuracy)
