@@ -24,6 +24,11 @@ Data stay on the training device as uint8; each batch is indexed out of them, au
 (random crop after 4-pixel zero padding, horizontal flip) and normalised, so a GPU never waits
 for the CPU. On CUDA, mixed precision and channels-last memory are on by default.
 
+Validation: the test set with its clean labels, unless ``--n-valid N`` holds out the N training
+images after the first ``--n-train`` as a validation split whose labels are as noisy as the
+training labels (a user's would be; lnc's default reads the validation accuracy under heavy
+noise), and scores the test set after every epoch apart from it.
+
 Data: ``--data-dir``, else ``$LNC_DATA_DIR`` (a folder holding ``cifar10_jpeg.npz``); with
 neither, fastai's ``untar_data(URLs.CIFAR)`` (network needed).
 
@@ -52,6 +57,7 @@ from fastai.torch_core import set_seed
 from lnc_experiments.data import CLASSES, load_arrays, tensor_dataloaders
 from lnc_experiments.models import PreActResNet18
 from lnc_experiments.results import callback_history
+from lnc_experiments.validation import ScoreTestSet, validation_seed
 from lnc_fastai import DynamicBootstrapMixUp
 from lnc_sklearn import CIFAR10_ASYMMETRIC, asymmetric_noise, symmetric_noise
 from lnc_sklearn._atomic import atomic_path
@@ -84,9 +90,12 @@ class EpochTimer(Callback):
         self.seconds.append(self._now() - self.start)
 
 
-def run_numbers(learn, seconds, args, changed, device, fp16, channels_last):
-    """The run's numbers so far: accuracy and seconds per epoch, the detector's history."""
-    accuracies = [float(row[2]) for row in learn.recorder.values]
+def run_numbers(learn, seconds, args, changed, device, fp16, channels_last, scorer=None, valid_changed=None):
+    """The run's numbers so far: test accuracy and seconds per epoch, the detector's history. With a
+    held-out validation split (``scorer`` scores the test set), also its accuracy against its
+    noisy labels and their wrong-label rate (``valid_changed``)."""
+    valid_accuracies = [float(row[2]) for row in learn.recorder.values]
+    accuracies = list(scorer.accuracies) if scorer is not None else valid_accuracies
     result = {
         "method": args.method, "schedule": args.schedule, "epochs": args.epochs,
         "noise": 0.0 if args.labels else args.noise, "noise_type": "labels file" if args.labels else args.noise_type,
@@ -96,6 +105,9 @@ def run_numbers(learn, seconds, args, changed, device, fp16, channels_last):
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "fp16": fp16, "channels_last": channels_last,
     }
+    if scorer is not None:
+        result.update(validation="held-out", n_valid=args.n_valid, valid_acc_per_epoch=valid_accuracies,
+                      valid_wrong_label_rate=float(np.mean(valid_changed)))
     result.update(callback_history(getattr(learn, "dynamic_bootstrap_mix_up", None)))
     return result
 
@@ -125,8 +137,10 @@ def paper_epochs(value, epochs):
     return int(round(value * epochs / PAPER_EPOCHS))
 
 
-def training_labels(y_train, args):
-    """The labels to train on and the mask of those that differ from the official ones."""
+def training_labels(y_train, args, start=0, seed=None):
+    """Labels for the training images ``start``, ``start + 1``, ... (official order), whose official
+    labels are ``y_train``, and the mask of those that differ from them: the ``--labels`` file's,
+    else ``y_train`` with injected noise drawn from ``seed`` (default ``--seed``)."""
     if args.labels:
         path = Path(args.labels)
         if path.suffix != ".npy" or not path.is_file():
@@ -135,20 +149,36 @@ def training_labels(y_train, args):
             labels = np.load(path, allow_pickle=False)
         except ValueError as error:
             raise SystemExit(f"{path} is not a plain .npy array ({error}); object arrays are not accepted") from None
-        if labels.ndim != 1 or len(labels) < len(y_train):
+        if labels.ndim != 1 or len(labels) < start + len(y_train):
             raise SystemExit(
-                f"{path} must be a 1-D array with one label per training image (at least {len(y_train)}, "
+                f"{path} must be a 1-D array with one label per training image (at least {start + len(y_train)}, "
                 f"in the official order); got shape {labels.shape}"
             )
-        labels = labels[: len(y_train)]
+        labels = labels[start : start + len(y_train)]
         if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= 10:
             raise SystemExit(f"{path} must hold integer class indices in 0..9; got dtype {labels.dtype}, "
                              f"values {labels.min()}..{labels.max()}")
         labels = labels.astype(np.int64)
         return labels, labels != y_train
+    seed = args.seed if seed is None else seed
     if args.noise_type == "asymmetric":
-        return asymmetric_noise(y_train, args.noise, CIFAR10_ASYMMETRIC, random_state=args.seed)
-    return symmetric_noise(y_train, args.noise, n_classes=10, random_state=args.seed)
+        return asymmetric_noise(y_train, args.noise, CIFAR10_ASYMMETRIC, random_state=seed)
+    return symmetric_noise(y_train, args.noise, n_classes=10, random_state=seed)
+
+
+def held_out_split(x_train, y_train, args):
+    """``--n-valid``: the images after the first ``--n-train`` as a validation split, with labels
+    as noisy as the training labels (the ``--labels`` file's, or noise of the same rate and type
+    from the validation seed); returns ``(x_valid, y_valid, valid_labels)``, or None without it."""
+    if not getattr(args, "n_valid", 0):  # sweeps may build args without it
+        return None
+    if not args.n_train or args.n_train + args.n_valid > len(x_train):
+        raise SystemExit(f"--n-valid {args.n_valid} takes the training images after the first --n-train: it needs "
+                         f"--n-train set and --n-train + --n-valid <= {len(x_train)} (got --n-train {args.n_train})")
+    rows = slice(args.n_train, args.n_train + args.n_valid)
+    x_valid, y_valid = x_train[rows], y_train[rows]
+    labels, _ = training_labels(y_valid, args, start=args.n_train, seed=validation_seed(args.seed))
+    return x_valid, y_valid, labels
 
 
 def method_callbacks(args, changed):
@@ -192,6 +222,7 @@ def train(args):
     channels_last = args.channels_last if args.channels_last is not None else device.type == "cuda"
     dataset = "synthetic" if args.synthetic else "cifar10"
     x_train, y_train, x_test, y_test = args.arrays if getattr(args, "arrays", None) else load_arrays(dataset, args.data_dir)
+    held_out = held_out_split(x_train, y_train, args)
     if args.n_train:
         x_train, y_train = x_train[: args.n_train], y_train[: args.n_train]
     if args.n_test:
@@ -201,14 +232,23 @@ def train(args):
     set_seed(args.seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
-    dls = tensor_dataloaders(x_train, labels, x_test, y_test, bs=args.bs, device=device, channels_last=channels_last)
+    scorer = valid_changed = None
+    if held_out is None:
+        dls = tensor_dataloaders(x_train, labels, x_test, y_test, bs=args.bs, device=device, channels_last=channels_last)
+    else:  # the learner validates on the held-out split and its noisy labels; the test set is scored apart
+        x_valid, y_valid, valid_labels = held_out
+        valid_changed = valid_labels != y_valid
+        dls = tensor_dataloaders(x_train, labels, x_valid, valid_labels, bs=args.bs, device=device,
+                                 channels_last=channels_last, more=[(x_test, y_test)])
+        scorer = ScoreTestSet(dl=dls[2])
     timer = EpochTimer()
-    numbers = partial(run_numbers, args=args, changed=changed, device=device, fp16=fp16, channels_last=channels_last)
+    numbers = partial(run_numbers, args=args, changed=changed, device=device, fp16=fp16, channels_last=channels_last,
+                      scorer=scorer, valid_changed=valid_changed)
     progress = [WriteProgress(args.out, numbers, timer)] if args.out else []
     learn = Learner(
         dls, PreActResNet18(width=args.width), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
         opt_func=partial(SGD, mom=0.9, decouple_wd=False), wd=args.wd, wd_bn_bias=True,
-        cbs=[timer, *method_callbacks(args, changed), *progress],
+        cbs=[timer, *method_callbacks(args, changed), *([scorer] if scorer else []), *progress],
     )
     if channels_last:
         learn.to_channelslast(use_amp=fp16)
@@ -223,8 +263,11 @@ def train(args):
             fit(learn, args)
 
     result = numbers(learn, timer.seconds)  # get_preds below starts the callbacks afresh
-    with learn.no_bar():
-        predicted = learn.get_preds(dl=dls.valid)[0].argmax(dim=1)
+    if scorer is not None:
+        predicted = scorer.predicted  # the test set's, scored after the last epoch
+    else:
+        with learn.no_bar():
+            predicted = learn.get_preds(dl=dls.valid)[0].argmax(dim=1)
     result["classes_predicted"] = int(torch.unique(predicted).numel())
     result["finished"] = True
     cb = getattr(learn, "dynamic_bootstrap_mix_up", None)
@@ -250,6 +293,10 @@ def parser():
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 in the paper)")
     p.add_argument("--n-train", type=int, default=0, help="first N training images (0: all 50,000)")
     p.add_argument("--n-test", type=int, default=0, help="first N test images (0: all 10,000)")
+    p.add_argument("--n-valid", type=int, default=0,
+                   help="validate on the N training images after the first --n-train, their labels as noisy as the "
+                        "training labels (the --labels file's, or noise of the same rate and type drawn apart), and "
+                        "score the test set after every epoch; 0 (default): validate on the test set")
     p.add_argument("--device", default=None, help="default: cuda when there is one, else cpu")
     p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None, help="mixed precision (default: on CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -272,6 +319,8 @@ def complete(args):
     args.wd = args.wd if args.wd is not None else (1e-4 if paper else 5e-4)
     if not 0 <= args.noise <= 1:
         raise SystemExit(f"--noise must be in [0, 1], got {args.noise}")
+    if getattr(args, "n_valid", 0) < 0:
+        raise SystemExit(f"--n-valid must be >= 0, got {args.n_valid}")
     if args.epochs < 1 or args.width < 1 or args.bs < 2:
         raise SystemExit("--epochs and --width must be >= 1 and --bs >= 2")
     return args

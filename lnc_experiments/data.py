@@ -212,15 +212,18 @@ class ChannelsLast(Transform):
 
 
 def tensor_dataloaders(train_images, train_labels, test_images, test_labels, bs=128, pad=4, device=None,
-                       channels_last=False, val_bs=512):
+                       channels_last=False, val_bs=512, more=()):
     """DataLoaders over uint8 images (N, H, W, 3) kept whole on ``device``: per batch, uint8 to
     float, random crop after ``pad`` zero pixels and horizontal flip (training only), then
-    per-channel normalisation with the training set's statistics."""
+    per-channel normalisation with the training set's statistics. ``more``: further
+    ``(images, labels)`` pairs, each a loader transformed as the validation one (``dls[2]``, ...),
+    e.g. a test set scored apart from a held-out validation split."""
     device = torch.device(device or "cpu")
     to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    images = torch.cat([to_tensor(train_images), to_tensor(test_images)])
+    parts = [(train_images, train_labels), (test_images, test_labels), *more]
+    images = torch.cat([to_tensor(x) for x, _ in parts])
     images = (images[..., None] if images.ndim == 3 else images).permute(0, 3, 1, 2).contiguous().to(device)  # NCHW
-    labels = torch.cat([to_tensor(train_labels), to_tensor(test_labels)]).long().to(device)
+    labels = torch.cat([to_tensor(y) for _, y in parts]).long().to(device)
     n_train = len(train_images)
     train_float = images[:n_train].float().div_(255)
     mean, std = train_float.mean(dim=(0, 2, 3)), train_float.std(dim=(0, 2, 3))
@@ -230,5 +233,6 @@ def tensor_dataloaders(train_images, train_labels, test_images, test_labels, bs=
         after_batch.append(ChannelsLast())
     common = dict(images=images, labels=labels, after_batch=after_batch, device=device)
     train = TensorBatchDL(Rows(range(n_train), 0), bs=bs, shuffle=True, drop_last=True, **common)
-    test = TensorBatchDL(Rows(range(n_train, len(images)), 1), bs=val_bs, **common)
-    return DataLoaders(train, test, device=device)
+    ends = np.cumsum([len(x) for x, _ in parts])
+    others = [TensorBatchDL(Rows(range(start, end), 1), bs=val_bs, **common) for start, end in zip(ends[:-1], ends[1:])]
+    return DataLoaders(train, *others, device=device)

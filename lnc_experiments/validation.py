@@ -30,30 +30,61 @@ def split_in_two(n, n_first, seed=0):
     return order[:n_first], order[n_first:]
 
 
+def _plain(tensor):
+    """``tensor`` as a plain torch.Tensor (fastai's typed tensors compare only with their own kind)."""
+    return torch.as_tensor(tensor).as_subclass(torch.Tensor)
+
+
 class ScoreTestSet(Callback):
-    """Test accuracy after every epoch (``accuracies``), from a forward of ``images`` in eval mode
-    without gradients, for a learner that validates on something else. The model is left in the
-    mode it was found in."""
+    """Test accuracy after every epoch (``accuracies``), from a forward of the test images in eval
+    mode without gradients, for a learner that validates on something else. The test set is
+    ``images`` and ``labels`` (float tensors as the model takes them), or ``dl``: a DataLoader of
+    ``(images, labels)`` batches already on the model's device and transformed as its validation
+    batches are (e.g. normalised). Epochs that do not train (``get_preds``, ``validate``) are not
+    scored. The model is left in the mode it was found in."""
 
-    order = 100
+    order = 55  # after the Recorder (50) has logged the epoch, before anything that writes it out (60)
 
-    def __init__(self, images, labels, bs=512):
-        self.images, self.labels, self.bs, self.accuracies = images, torch.as_tensor(np.asarray(labels)), bs, []
+    def __init__(self, images=None, labels=None, bs=512, dl=None):
+        if (dl is None) == (images is None or labels is None):
+            raise ValueError("ScoreTestSet needs either images and labels, or dl (a DataLoader of (images, labels) batches)")
+        self.images, self.bs, self.dl, self.accuracies = images, bs, dl, []
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels))
         self.predicted = None  # the last epoch's predictions, kept for what a run reports after it
+
+    def _batches(self, device):
+        if self.dl is None:
+            for i in range(0, len(self.images), self.bs):
+                yield self.images[i : i + self.bs].to(device), None
+        else:
+            for batch in self.dl:
+                yield batch[0], batch[1]
 
     def predictions(self):
         """The model's predicted classes for the test images, on the host."""
         model = self.learn.model
         training = model.training
         model.eval()
+        predicted, labels = [], []
         try:
             with torch.no_grad():
                 device = next(model.parameters()).device
-                return torch.cat([model(self.images[i : i + self.bs].to(device)).argmax(dim=1).cpu()
-                                  for i in range(0, len(self.images), self.bs)])
+                for xb, yb in self._batches(device):
+                    predicted.append(_plain(model(xb)).argmax(dim=1).cpu())
+                    if yb is not None:
+                        labels.append(_plain(yb).cpu())
         finally:
             model.train(training)
+        if labels and self.labels is None:
+            self.labels = torch.cat(labels)
+        return torch.cat(predicted)
 
-    def after_epoch(self):
+    def before_train(self):
+        self._trained = True
+
+    def after_epoch(self):  # not after get_preds or validate, which run the epoch events without training
+        if not getattr(self, "_trained", False):
+            return
+        self._trained = False
         self.predicted = self.predictions()
         self.accuracies.append(float((self.predicted == self.labels).float().mean()))

@@ -129,6 +129,46 @@ def test_a_missing_label_file_is_named():
         run("--method", "ce", "--epochs", "1", "--labels", "missing.npy")
 
 
+def test_a_held_out_split_validates_and_the_test_set_is_scored_apart(tmp_path):
+    arrays = synthetic_cifar(n_train=320, n_test=64)
+    result, learn = run("--method", "default", "--schedule", "one-cycle", "--epochs", "3", "--noise", "0.5",
+                        "--n-train", "256", "--n-valid", "64", arrays=arrays)
+    # the learner validates on training images 256..319, their labels noised from a stream of their own
+    valid_labels = learn.dls.valid.labels[learn.dls.valid.dataset.items].cpu().numpy()
+    assert len(valid_labels) == 64 and 0.2 < result["valid_wrong_label_rate"] < 0.6
+    assert result["valid_wrong_label_rate"] == pytest.approx(np.mean(valid_labels != arrays[1][256:320]))
+    train_labels = learn.dls.train.labels[:256].cpu().numpy()
+    assert np.mean(valid_labels != arrays[1][256:320]) > 0 and not np.array_equal(train_labels[:64] != arrays[1][:64],
+                                                                                    valid_labels != arrays[1][256:320])
+    # the accuracies reported are the test set's (its clean labels), the validation split's kept apart
+    assert result["validation"] == "held-out" and result["n_valid"] == 64
+    assert [float(row[2]) for row in learn.recorder.values] == result["valid_acc_per_epoch"]
+    preds = learn.get_preds(dl=learn.dls[2])[0].argmax(dim=1).as_subclass(torch.Tensor)
+    assert result["acc_per_epoch"][-1] == pytest.approx(float((preds == torch.from_numpy(arrays[3])).float().mean()))
+    assert result["classes_predicted"] == int(torch.unique(preds).numel())
+    # a label file gives the held-out split its labels too, from the same positions
+    labels = arrays[1].copy()
+    labels[250:270] = (labels[250:270] + 1) % 10
+    path = tmp_path / "labels.npy"
+    np.save(path, labels)
+    result, learn = run("--method", "ce", "--schedule", "one-cycle", "--epochs", "1", "--labels", str(path),
+                        "--n-train", "256", "--n-valid", "64", arrays=arrays)
+    assert result["wrong_label_rate"] == pytest.approx(6 / 256) and result["valid_wrong_label_rate"] == pytest.approx(14 / 64)
+    np.save(path, labels[:300])
+    with pytest.raises(SystemExit, match="at least 320"):
+        run("--method", "ce", "--epochs", "1", "--labels", str(path), "--n-train", "256", "--n-valid", "64", arrays=arrays)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-valid", "64"], "needs --n-train set"),
+    (["--n-train", "300", "--n-valid", "64"], "--n-train \\+ --n-valid <= 320"),
+    (["--n-valid", "-1"], "--n-valid must be >= 0"),
+])
+def test_a_held_out_split_that_does_not_fit_is_refused(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        run("--method", "ce", "--epochs", "1", *argv, arrays=synthetic_cifar(n_train=320, n_test=64))
+
+
 def test_batches_come_from_the_tensors_augmented_only_for_training():
     x_train, y_train, x_test, y_test = synthetic_cifar(n_train=64, n_test=16)
     dls = tensor_dataloaders(x_train, y_train, x_test, y_test, bs=16, channels_last=True)

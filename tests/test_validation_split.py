@@ -10,6 +10,7 @@ pytest.importorskip("fastai")
 from fastai.basics import CrossEntropyLossFlat, Learner, accuracy  # noqa: E402
 from fastai.callback.schedule import fit_one_cycle  # noqa: E402,F401
 from fastai.torch_core import set_seed  # noqa: E402
+import torch  # noqa: E402
 
 from lnc_experiments.data import as_float_images, image_dataloaders, load_arrays  # noqa: E402
 from lnc_experiments.models import small_cnn  # noqa: E402
@@ -62,3 +63,26 @@ def test_scores_the_test_set_while_the_learner_validates_on_noisy_labels():
         learn.model.train(mode)
         scorer.predictions()
         assert learn.model.training is mode
+
+
+def test_scores_a_test_loader_as_it_is_transformed():
+    # CIFAR-10's tensors stay uint8 and are normalised per batch: the scorer takes the loader
+    from lnc_experiments.data import tensor_dataloaders
+    from lnc_experiments.models import PreActResNet18
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 32, 32, 3)).astype(np.uint8)
+    y = rng.integers(0, 10, 96)
+    dls = tensor_dataloaders(x[:64], y[:64], x[64:80], y[64:80], bs=16, more=[(x[80:], y[80:])])
+    assert len(dls.loaders) == 3 and dls[2].n == 16
+    scorer = ScoreTestSet(dl=dls[2])
+    learn = Learner(dls, PreActResNet18(width=4), loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=[scorer])
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3)
+    probs, targets = learn.get_preds(dl=dls[2])
+    assert np.array_equal(targets.numpy(), y[80:])
+    assert np.array_equal(scorer.predicted.numpy(), probs.argmax(dim=1).numpy())
+    assert scorer.accuracies == [pytest.approx(float(np.mean(probs.argmax(dim=1).numpy() == y[80:])))]
+    for bad in (dict(), dict(images=torch.zeros(2, 1, 8, 8)), dict(images=torch.zeros(2, 1, 8, 8), labels=[0, 1], dl=dls[2])):
+        with pytest.raises(ValueError, match="either images and labels, or dl"):
+            ScoreTestSet(**bad)
