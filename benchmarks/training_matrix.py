@@ -203,7 +203,8 @@ def summarise(runs):
             spread = f" ±{runs_m.last_acc.std(ddof=0):.3f}" if len(runs_m) > 1 else ""
             borrowed = "*" if "borrowed" in runs_m and (runs_m.borrowed == True).any() else ""  # noqa: E712
             row[LABELS[method]] = f"{means[method]:.3f}{spread} ({runs_m.best_acc.mean():.3f}){borrowed}"
-        row["seeds"] = ",".join(str(s) for s in sorted(set(group.seed)))
+        own = group[group.borrowed != True] if "borrowed" in group else group  # noqa: E712
+        row["seeds"] = ",".join(str(s) for s in sorted(set(own.seed)))  # of this file's runs
         if "default" in means and all(m in means for m in ("ce", "mixup-0.4", "mixup")):
             shared = sorted(set.intersection(*(set(seeds[m]) for m in ("ce", "mixup-0.4", "mixup", "default"))))
             mean_on = {m: group[(group.method == m) & group.seed.isin(shared)].last_acc.mean() for m in means}
