@@ -103,13 +103,11 @@ def run(method, noise, data, args):
     held_out = len(data) == 6
     set_seed(args.seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     if held_out:
-        x_valid, y_valid = data[4], noisy_validation_labels(data[5], noise, args)
-        dls = image_dataloaders(x_train, noisy, x_valid, y_valid, bs=args.bs, augment=not args.no_augment)
-        scorer = ScoreTestSet(x_test, y_test)
-        cbs = callbacks(method, changed, args) + [scorer]
+        x_valid, y_valid, scorer = data[4], noisy_validation_labels(data[5], noise, args), ScoreTestSet(x_test, y_test)
     else:
-        dls = image_dataloaders(x_train, noisy, x_test, y_test, bs=args.bs, augment=not args.no_augment)
-        cbs = callbacks(method, changed, args)
+        x_valid, y_valid, scorer = x_test, y_test, None
+    dls = image_dataloaders(x_train, noisy, x_valid, y_valid, bs=args.bs, augment=not args.no_augment)
+    cbs = callbacks(method, changed, args) + ([scorer] if held_out else [])
     learn = Learner(dls, small_cnn(x_train.shape[1]), loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=cbs)
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():

@@ -83,11 +83,10 @@ REUSE = {"cifar10": ("cifar10_cpu_one_cycle.json", ("ce", "mixup"))}
 
 def settings(cell, validation="test"):
     """What a cell's runs depend on besides method, noise and seed."""
-    if cell not in SMALL_CNN:
-        return dict(CIFAR, validation="noisy held-out split", n_valid=N_VALID[cell]) if validation == "noisy" else dict(CIFAR)
+    given = dict(SMALL_CNN[cell]) if cell in SMALL_CNN else dict(CIFAR)
     if validation == "noisy":
-        return dict(SMALL_CNN[cell], validation="noisy held-out split", n_valid=N_VALID[cell])
-    return dict(SMALL_CNN[cell])
+        given.update(validation="noisy held-out split", n_valid=N_VALID[cell])
+    return given
 
 
 def run_small_cnn(cell, method, noise_type, noise, seed, data):
@@ -252,7 +251,8 @@ NOISY_VALIDATION_INTRO = [
     "",
     "Validation splits: `digits`, its 540 test images in two halves by a fixed permutation, 270 validate "
     "(noisy labels) and 270 test, for every method; `mnist2000` and `mnist5000`, the 500 (1,000) MNIST "
-    "training images after the cell's first 2,000 (5,000), and the same test images as the other file.",
+    "training images after the cell's first 2,000 (5,000), and `cifar10` the 2,000 after its first 10,000, each "
+    "with the same test images as the other file.",
     "",
     "Each cell: mean last-epoch test accuracy over the seeds run, ± their spread (population SD) where "
     "there are two, and in brackets the mean best epoch; `safe` and `strong` as in `training_matrix.md`. "
@@ -261,8 +261,7 @@ NOISY_VALIDATION_INTRO = [
     "",
     "`*`: CE and MixUp runs borrowed from `training_matrix.json`, where a cell with the same test set (all but the "
     "digits) has none of its own here: these methods read no validation set, so only their draws differ, not what "
-    "they are. They are not paired with the default's runs by seed. CIFAR-10's validation split: the 2,000 "
-    "training images after its first 10,000.",
+    "they are. They are not paired with the default's runs by seed.",
 ]
 
 

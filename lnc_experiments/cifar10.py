@@ -232,15 +232,15 @@ def train(args):
     set_seed(args.seed)  # torch, numpy and Python's random (fastai's DataLoader seeds its shuffling from the last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
-    scorer = valid_changed = None
+    # with a held-out split the learner validates on it and its noisy labels; the test set is scored apart
     if held_out is None:
-        dls = tensor_dataloaders(x_train, labels, x_test, y_test, bs=args.bs, device=device, channels_last=channels_last)
-    else:  # the learner validates on the held-out split and its noisy labels; the test set is scored apart
-        x_valid, y_valid, valid_labels = held_out
-        valid_changed = valid_labels != y_valid
-        dls = tensor_dataloaders(x_train, labels, x_valid, valid_labels, bs=args.bs, device=device,
-                                 channels_last=channels_last, more=[(x_test, y_test)])
-        scorer = ScoreTestSet(dl=dls[2])
+        x_valid, valid_labels, more = x_test, y_test, []
+    else:
+        x_valid, valid_labels, more = held_out[0], held_out[2], [(x_test, y_test)]
+    dls = tensor_dataloaders(x_train, labels, x_valid, valid_labels, bs=args.bs, device=device,
+                             channels_last=channels_last, more=more)
+    scorer = None if held_out is None else ScoreTestSet(dl=dls[2])
+    valid_changed = None if held_out is None else valid_labels != held_out[1]
     timer = EpochTimer()
     numbers = partial(run_numbers, args=args, changed=changed, device=device, fp16=fp16, channels_last=channels_last,
                       scorer=scorer, valid_changed=valid_changed)

@@ -71,7 +71,7 @@ class ScoreTestSet(Callback):
                 device = next(model.parameters()).device
                 for xb, yb in self._batches(device):
                     predicted.append(_plain(model(xb)).argmax(dim=1).cpu())
-                    if yb is not None:
+                    if yb is not None and self.labels is None:  # a loader's labels: read once
                         labels.append(_plain(yb).cpu())
         finally:
             model.train(training)
