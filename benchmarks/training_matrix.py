@@ -228,6 +228,8 @@ def summarise(runs):
             fit, alpha = getattr(run, "label_fit_per_epoch", None), getattr(run, "mixup_alpha_per_epoch", None)
             rewound = getattr(run, "rewound_to", None)
             rewound = None if rewound is None or rewound != rewound else rewound  # absent, or NaN in the frame
+            signal = getattr(run, "memorisation_per_epoch", None)  # recorded from 2026-12-01 on
+            signal = signal if isinstance(signal, list) and any(v == v for v in signal) else None
             detail.append(
                 f"- {cell}, {row['noise']}, seed {run.seed}, per tracked epoch{where}: detector AUC "
                 + (", ".join(f"{a:.2f}" for a in auc) if auc else "undefined (no noise)")
@@ -235,6 +237,8 @@ def summarise(runs):
                 + ("; bootstrapping scale " + ", ".join(f"{a:.2f}" for a in scale) if isinstance(scale, list) else "")
                 + ("; share of the training labels fitted " + ", ".join(f"{a:.3f}" for a in fit) if isinstance(fit, list) else "")
                 + ("; mixup alpha (0: unmixed) " + ", ".join(f"{a:g}" for a in alpha) if isinstance(alpha, list) else "")
+                + ("; memorisation beyond chance (- where unread) " + ", ".join("-" if v != v else f"{v:.3f}" for v in signal)
+                   if signal is not None else "")
                 + (f"; at the call, rewound to the weights of epoch {int(rewound) + 1}" if rewound is not None else ""))
     return pd.DataFrame(rows), detail
 

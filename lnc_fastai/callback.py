@@ -111,8 +111,10 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
     memorisation_threshold : float
         lnc mode, heavy noise (the network disbelieves most labels): bootstrapping and
         ``strong_alpha`` start once more than this share of the samples the detector flagged one
-        pass before (a pass after the warm-up floor) are predicted as their given label
-        (:func:`lnc_fastai.adaptive.memorisation`), and only once the accuracy on the validation
+        pass before (a pass after the warm-up floor) are predicted as their given label, and
+        more of them than the network's churn between the two passes puts there by chance
+        (by ``lnc_fastai.adaptive.CHANCE_MARGIN``, one point; :func:`lnc_fastai.adaptive.memorising`),
+        and only once the accuracy on the validation
         set (against its given labels, counted as fastai validates) has stopped rising
         (:func:`lnc_fastai.adaptive.still_improving`). A network that still generalises better
         is learning the labels it disbelieved, not memorising them: this is what keeps a short
@@ -120,7 +122,11 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         epochs, on plain mixup. Without a validation set that check is skipped. 0.05 since
         2026-11-30 (was 0.1): on MNIST-2000 at 80% noise the signal stayed at 0.06-0.10 for ten
         epochs while the unmixed network memorised, so the call came late; on MNIST-5000 with
-        augmentation, which does not memorise, it stayed at or below 0.04.
+        augmentation, which does not memorise, it stayed at or below 0.04. The share beyond
+        chance is required since 2026-12-01: a network that has learnt little churns, and on
+        CIFAR-10 at 80% noise with a validation split as noisy as the training labels, whose
+        accuracy moves less than its counting noise, the churn alone made the call and the run
+        collapsed (``docs/training.md``).
     light_noise_rate : float
         lnc mode, wrong labels among labels the network mostly believes: bootstrapping starts once
         the detector counts at least this share of the samples as wrong (and then goes on).
@@ -421,6 +427,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
     def _start_lnc_run(self):
         self.widest_classes_, self.collapse_guard_, self.noise_regime_, self.light_rate_ = 0.0, 1.0, "none", 0.0
         self.memorising_since_ = self.bootstrap_since_ = self.fitted_since_ = self._previous_flags = None
+        self._previous_predictions = None
         self._previous_flags_epoch, self.valid_fits_ = -1, []
         self._rewind_point = self.rewound_to_ = None
         self.alpha_ = self.alpha

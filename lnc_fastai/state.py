@@ -25,7 +25,8 @@ from .posterior_table import PosteriorTable
 __all__ = ["StateMixin", "save_checkpoint", "load_checkpoint", "SaveModelWithState", "state_path"]
 
 STATE_FORMAT = "lnc-callback-state/1"
-ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "target_average_", "_previous_flags")
+ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "target_average_", "_previous_flags",
+          "_previous_predictions")
 # lnc mode's memory of the run so far (plain numbers, strings and lists of numbers)
 LNC_STATE = ("noise_regime_", "memorising_since_", "bootstrap_since_", "collapse_guard_", "widest_classes_",
              "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_", "fitted_since_",
@@ -53,6 +54,7 @@ class StateMixin:
             self.detector_, self.detector = state.get("detector"), None
         self.__dict__.setdefault("stack_y", False)
         self.__dict__.setdefault("noise_flags_", None)  # exported before the noise count
+        self.__dict__.setdefault("_previous_predictions", None)  # before the chance share: one pass without a signal
         # exported before these options: the behaviour of then (no switch, light mixup, averages)
         for name, value in (("fitted_share", None), ("fitted_since_", None), ("unmixed_until_memorising", False),
                             ("fresh_targets", False), ("unmixed_", False), ("fresh_targets_used_", False),

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
 from lnc_sklearn.noise_rate import count_noise
 
-from .adaptive import (class_prior, collapse_guard, effective_classes, label_fit, memorisation, noise_regime,
+from .adaptive import (class_prior, collapse_guard, effective_classes, label_fit, memorisation, memorising, noise_regime,
                        running_average, still_improving)
 from .batches import WEIGHT_CLIP, check_targets, eval_mode, plain
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
@@ -254,19 +254,26 @@ class TrackingMixin:
         has started to memorise (which switches bootstrapping and strong mixup on for the rest of
         the run)."""
         previous = getattr(self, "_previous_flags", None)
+        before = getattr(self, "_previous_predictions", None)
         signal = float("nan")
         # Only against flags taken after the warm-up floor: before it, a network that has hardly
-        # trained disbelieves most labels, and learning them looks like memorising them.
+        # trained disbelieves most labels, and learning them looks like memorising them. And only
+        # with the pass's predictions, to take off what the network's churn gives by chance.
         trained = getattr(self, "_previous_flags_epoch", -1) >= self.warmup_epochs
-        if previous is not None and previous.shape == self.noise_flags_.shape and trained:
-            signal = memorisation(self.predictions_, self.labels_, previous)
+        shape = self.noise_flags_.shape
+        share = float("nan")
+        if previous is not None and before is not None and previous.shape == shape == before.shape and trained:
+            n_classes = self.target_average_.shape[1] if self.target_average_ is not None else None
+            share = memorisation(self.predictions_, self.labels_, previous)
+            signal = memorisation(self.predictions_, self.labels_, previous, before, n_classes)
         self._previous_flags, self._previous_flags_epoch = self.noise_flags_.copy(), self.epoch
+        self._previous_predictions = np.asarray(self.predictions_).copy()
         self.noise_regime_ = noise_regime(count["rate"], count["from_mixture"])
         self.light_rate_ = float(count["rate"]) if self.noise_regime_ == "light" else 0.0
         # a network whose validation accuracy still rises is learning the labels it disbelieved
         learning = still_improving(getattr(self, "valid_fits_", None))
-        if (self.memorising_since_ is None and self.noise_regime_ == "heavy" and signal > self.memorisation_threshold
-                and not learning):
+        if (self.memorising_since_ is None and self.noise_regime_ == "heavy"
+                and memorising(share, signal, self.memorisation_threshold) and not learning):
             self.memorising_since_ = self.epoch + 1
         # outside heavy noise, a network that fits nearly every given label gets the strong mixup
         fit = label_fit(self.predictions_, self.labels_)
@@ -276,7 +283,7 @@ class TrackingMixin:
                 and fit >= self.fitted_share and self.epoch + 1 >= self.warmup_epochs and not self.settling_):
             self.fitted_since_ = self.epoch + 1
         valid = getattr(self, "valid_fits_", None) or [float("nan")]
-        record.update(noise_regime=self.noise_regime_, memorisation=signal, valid_fit=float(valid[-1]),
+        record.update(noise_regime=self.noise_regime_, memorisation=signal, memorisation_share=share, valid_fit=float(valid[-1]),
                       still_learning=learning, memorising=self.memorising_since_ is not None,
                       label_fit=fit, fitted=self.fitted_since_ is not None,
                       rewound_to=float(self.rewound_to_) if self.epoch == self.memorising_since_ and self.rewound_to_ is not None else float("nan"))

@@ -105,6 +105,36 @@ def test_memorisation_is_the_share_of_flagged_samples_predicted_as_their_label()
     assert np.isnan(memorisation(predictions, labels, np.zeros(5, bool)))
 
 
+def test_memorisation_takes_off_what_churn_gives_by_chance():
+    rng = np.random.default_rng(0)
+    n, k = 20000, 10
+    labels = rng.integers(0, k, n)
+    previous = (labels + rng.integers(1, k, n)) % k  # every flagged sample was predicted as another class
+    flagged = np.ones(n, dtype=bool)
+    # a network that churns: its predictions move to any other class, whatever the label
+    churned = (previous + rng.integers(1, k, n)) % k
+    raw = memorisation(churned, labels, flagged)
+    assert raw == pytest.approx(1 / (k - 1), abs=0.01)  # above a threshold of 0.05 by chance alone
+    assert memorisation(churned, labels, flagged, previous, k) == pytest.approx(0.0, abs=0.01)
+    # a network that memorises: a fifth of the flagged samples moves to their given label
+    memorised = np.where(rng.random(n) < 0.2, labels, previous)
+    assert memorisation(memorised, labels, flagged, previous, k) == pytest.approx(0.2 - 0.2 / (k - 1), abs=0.01)
+    # no previous predictions, or two classes (any move lands on the label): the plain share
+    assert memorisation(churned, labels, flagged, None, k) == raw
+    two = labels % 2
+    assert memorisation(1 - two, two, flagged, two, 2) == memorisation(1 - two, two, flagged)
+
+
+def test_memorising_needs_the_share_above_its_threshold_and_beyond_chance():
+    from lnc_fastai.adaptive import CHANCE_MARGIN, memorising
+
+    assert memorising(0.06, 0.03, 0.05)
+    assert not memorising(0.10, -0.002, 0.05)  # churn alone: the share above the threshold, nothing beyond chance
+    assert not memorising(0.10, CHANCE_MARGIN, 0.05)  # the margin is exceeded, not met
+    assert not memorising(0.05, 0.04, 0.05)  # the threshold is exceeded, not met
+    assert not memorising(float("nan"), 0.3, 0.05) and not memorising(0.3, float("nan"), 0.05)
+
+
 def test_label_fit_is_the_share_predicted_as_the_given_label():
     assert label_fit([0, 1, 2, 2], [0, 1, 1, 0]) == 0.5
     assert np.isnan(label_fit([], []))
@@ -497,13 +527,16 @@ def test_validation_accuracy_is_counted_each_epoch_and_vetoes_a_memorisation_cal
     # the network is learning, and the call is not made
     cb.valid_fits_, cb.memorising_since_, cb._previous_flags_epoch = [0.3, 0.4, 0.5], None, 1
     cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
+    cb._previous_predictions = np.ones(N_TRAIN, int)  # all moved to their label: 1 - 1/(k-1) beyond chance
     cb.noise_flags_ = np.ones(N_TRAIN, dtype=bool)
     cb.predictions_, cb.labels_ = np.zeros(N_TRAIN, int), np.zeros(N_TRAIN, int)
     record = {}
     cb._update_regime(record, {"rate": 0.6, "from_mixture": 1.0})
-    assert record["memorisation"] == 1.0 and record["still_learning"] and cb.memorising_since_ is None
+    k = cb.target_average_.shape[1]
+    assert record["memorisation"] == pytest.approx(1 - 1 / (k - 1)) and record["still_learning"] and cb.memorising_since_ is None
     cb.valid_fits_ = [0.3, 0.5, 0.45, 0.44, 0.43]  # stalled: now it is memorising
     cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
+    cb._previous_predictions = np.ones(N_TRAIN, int)
     cb._update_regime(record, {"rate": 0.6, "from_mixture": 1.0})
     assert not record["still_learning"] and cb.memorising_since_ == cb.epoch + 1
 
@@ -643,3 +676,19 @@ def test_rewind_and_memorising_gain_are_checked():
     for bad in (0.5, float("inf"), True, "2"):
         with pytest.raises(ValueError, match="memorising_gain must be a finite number >= 1"):
             DynamicBootstrapMixUp(memorising_gain=bad)
+
+
+def test_benchmark_results_keep_the_memorisation_signal_per_epoch():
+    import pandas as pd
+    from lnc_experiments.results import callback_history
+
+    records = [{"epoch": e, "noise_fraction": 0.5, "noise_rate": 0.5, "bootstrap_scale": 0.0, "alpha": 0.4,
+                "unmixed": True, "label_fit": 0.2, "memorisation": m, "rewound_to": float("nan")}
+               for e, m in enumerate([float("nan"), -0.01, 0.08])]
+
+    class Recorded:
+        epoch_records = records
+        history = pd.DataFrame(records)
+
+    numbers = callback_history(Recorded())
+    assert numbers["memorisation_per_epoch"][1:] == [-0.01, 0.08] and np.isnan(numbers["memorisation_per_epoch"][0])
