@@ -131,7 +131,13 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         lnc mode, wrong labels among labels the network mostly believes: bootstrapping starts once
         the detector counts at least this share of the samples as wrong (and then goes on).
         Below it the run stays plain mixup: an under-trained network's count also takes in clean
-        samples it has not learnt yet, and bootstrapping them costs accuracy.
+        samples it has not learnt yet, and bootstrapping them costs accuracy. Unless the network
+        is seen to memorise the samples the count flagged (the heavy-noise call's test, with
+        ``memorisation_threshold`` and the validation check, at a pass before the settling
+        epochs; not without a validation set, where learning and memorising cannot be told
+        apart): then bootstrapping starts below this rate too. A count of systematic flips that
+        the network learns wanders under the rate while the network memorises them (the digits
+        at 20% asymmetric noise, since 2026-12-01: ``docs/training.md``).
     target_momentum : float
         lnc mode: each epoch's softmax enters the running-average targets with weight
         ``1 - target_momentum``.
@@ -258,7 +264,9 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
     p(noisy) the training weights come from (``noise_fraction``), the AUC when ``noise_mask``
     was given, and the detector's fitted parameters; in lnc mode also the regime
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy
-    (``valid_fit``) and whether it still rises (``still_learning``), ``memorising``, the share
+    (``valid_fit``) and whether it still rises (``still_learning``), ``memorising`` (and, under
+    light noise, ``light_memorising``: the pass that opened bootstrapping below
+    ``light_noise_rate``), the share
     of training labels fitted (``label_fit``) and whether ``fitted_share`` switched (``fitted``),
     the epoch's ``bootstrap_scale`` and mixup ``alpha``, whether it trained unmixed
     (``unmixed``; ``settling`` when ``settle`` made it so) and with targets from a forward of
@@ -427,7 +435,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
     def _start_lnc_run(self):
         self.widest_classes_, self.collapse_guard_, self.noise_regime_, self.light_rate_ = 0.0, 1.0, "none", 0.0
         self.memorising_since_ = self.bootstrap_since_ = self.fitted_since_ = self._previous_flags = None
-        self._previous_predictions = None
+        self._previous_predictions, self.light_memorising_ = None, False
         self._previous_flags_epoch, self.valid_fits_ = -1, []
         self._rewind_point = self.rewound_to_ = None
         self.alpha_ = self.alpha
@@ -474,7 +482,8 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         mixup; never before the warm-up floor. Strong mixup, and no settling, once the network
         fits ``fitted_share`` of its labels."""
         light = getattr(self, "noise_regime_", "none") == "light" and (
-            getattr(self, "light_rate_", 0.0) >= self.light_noise_rate or self.bootstrap_since_ is not None)
+            getattr(self, "light_rate_", 0.0) >= self.light_noise_rate or getattr(self, "light_memorising_", False)
+            or self.bootstrap_since_ is not None)
         allowed = self.epoch >= self.warmup_epochs and (self.memorising_since_ is not None or light)
         if allowed and self.bootstrap_since_ is None:
             self.bootstrap_since_ = self.epoch

@@ -30,7 +30,7 @@ ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "tar
 # lnc mode's memory of the run so far (plain numbers, strings and lists of numbers)
 LNC_STATE = ("noise_regime_", "memorising_since_", "bootstrap_since_", "collapse_guard_", "widest_classes_",
              "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_", "fitted_since_",
-             "rewound_to_")
+             "rewound_to_", "light_memorising_")
 
 # the epochs at which lnc mode's one-way switches were made (None: not yet)
 SWITCHES = ("memorising_since_", "bootstrap_since_", "fitted_since_")

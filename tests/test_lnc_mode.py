@@ -541,6 +541,59 @@ def test_validation_accuracy_is_counted_each_epoch_and_vetoes_a_memorisation_cal
     assert not record["still_learning"] and cb.memorising_since_ == cb.epoch + 1
 
 
+def test_under_light_noise_memorising_the_flagged_labels_opens_bootstrapping_below_the_light_rate():
+    cb = DynamicBootstrapMixUp(warmup=0, tracking_every=1, settle=0, fitted_share=None)
+    learn = indexed_learner(cb, noise=0.0)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(3, 1e-2)
+    light = {"rate": 0.05, "from_mixture": 0.0}  # under light_noise_rate (0.15)
+
+    def told(valid_fits, before, now=0, count=light):  # the flagged samples' predictions; their labels are 0
+        cb.valid_fits_, cb.memorising_since_, cb.bootstrap_since_, cb._previous_flags_epoch = valid_fits, None, None, 1
+        cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
+        cb._previous_predictions = np.full(N_TRAIN, before)
+        cb.predictions_, cb.labels_ = np.full(N_TRAIN, now), np.zeros(N_TRAIN, int)
+        record = {}
+        learn.epoch = 1  # the pass after epoch 1, against the flags of the pass before
+        cb._update_regime(record, count)
+        learn.epoch = 2
+        cb._set_lnc_epoch()
+        return record
+
+    stalled = [0.3, 0.5, 0.45, 0.44, 0.43]
+    # every flagged sample moved onto its label: memorising, the validation accuracy stalled
+    record = told(stalled, 1)
+    assert cb.noise_regime_ == "light" and record["light_memorising"] and cb.light_memorising_
+    assert cb.bootstrap_since_ == 2 and cb.memorising_since_ is None and cb.alpha_ == cb.alpha
+    # none predicted as its label: not memorising
+    record = told(stalled, 1, now=1)
+    assert not record["light_memorising"] and cb.bootstrap_since_ is None
+    # each moved from one wrong class to the next, landing on its label as often as chance has it
+    k = cb.target_average_.shape[1]
+    before = np.arange(N_TRAIN) % (k - 1) + 1
+    record = told(stalled, before, now=(before + 1) % k)
+    assert record["memorisation_share"] > 0.05 and abs(record["memorisation"]) < 0.01
+    assert not record["light_memorising"] and cb.bootstrap_since_ is None
+    # a validation accuracy that still rises: the network is learning them, not memorising
+    record = told([0.3, 0.4, 0.5], 1)
+    assert record["still_learning"] and not record["light_memorising"] and cb.bootstrap_since_ is None
+    # without a validation set the signal cannot be told from learning: the count alone decides
+    record = told([], 1)
+    assert not record["still_learning"] and not record["light_memorising"] and cb.bootstrap_since_ is None
+    # no wrong labels counted: nothing to bootstrap
+    record = told(stalled, 1, count={"rate": 0.0, "from_mixture": 0.0})
+    assert cb.noise_regime_ == "none" and not record["light_memorising"] and cb.bootstrap_since_ is None
+    # not when the next epoch settles (the last of these three, with settle=1)
+    cb.settle_epochs = 1
+    record = told(stalled, 1)
+    assert not record["light_memorising"] and cb.bootstrap_since_ is None and cb.settling_
+    cb.settle_epochs = 0
+    # under heavy noise the same signal makes the memorisation call instead
+    record = told(stalled, 1, count={"rate": 0.6, "from_mixture": 1.0})
+    assert not record["light_memorising"] and cb.memorising_since_ == 2
+
+
 def test_checkpoints_keep_lnc_modes_memory(tmp_path):
     from lnc_fastai import load_checkpoint, save_checkpoint
 
