@@ -491,7 +491,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         # labels; should the network be seen to memorise in them, bootstrapping (and mixup) start
         # (a network that fits nearly every given label would only memorise the rest: it does not settle)
         self.settling_ = (self.bootstrap_since_ is None and self.fitted_since_ is None
-                          and self.epoch >= self.n_epoch - self.settle_epochs)
+                          and self._settles(self.epoch))
         # with unmixed_until_memorising, so does a run under heavy noise, from the warm-up floor
         # (before it, a network that has hardly trained disbelieves most labels) until it memorises
         self.unmixed_ = self.settling_ or (self._waiting_under_heavy_noise() and self.unmixed_until_memorising)
@@ -502,6 +502,11 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         # the mixing weights' alpha; before_train draws from it (lnc mode does not use self.distrib)
         strong = self.memorising_since_ is not None or self.fitted_since_ is not None
         self.alpha_ = self.strong_alpha if strong else self.alpha
+
+    def _settles(self, epoch):
+        """Whether ``epoch`` is one of the run's last ``settle`` epochs (where a run that has not
+        bootstrapped trains unmixed, and under light noise bootstrapping no longer starts)."""
+        return epoch >= self.n_epoch - self.settle_epochs
 
     def _put_loss_back(self):
         MixHandler.after_train(self)  # the learner's own loss_func again

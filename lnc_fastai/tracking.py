@@ -284,9 +284,8 @@ class TrackingMixin:
         # few epochs of bootstrapping gain little there, and would take settling away (there the
         # validation check let the signal pass at the epoch before them)
         validated = any(np.isfinite(v) for v in getattr(self, "valid_fits_", None) or [])
-        before_settling = self.epoch + 1 < self.n_epoch - getattr(self, "settle_epochs", 0)
         self.light_memorising_ = (self.noise_regime_ == "light" and self.bootstrap_since_ is None and memorises
-                                  and validated and before_settling)
+                                  and validated and not self._settles(self.epoch + 1))
         # outside heavy noise, a network that fits nearly every given label gets the strong mixup
         fit = label_fit(self.predictions_, self.labels_)
         # (from the next epoch, not before the warm-up floor, and not once settling: unmixed epochs
