@@ -14,8 +14,15 @@ the same for all). Variants:
   per-epoch pass by sample index, no extra forward. On a CPU it makes the pass every third
   epoch, except under heavy noise: then every epoch, as ``tracking_every=1`` does.
 - ``DynamicBootstrapMixUp(), memorising``: lnc's default as under heavy noise once the network
-  memorises: the pass every epoch and one extra forward per batch for the targets
-  (``fresh_targets``), as M-DYR-H.
+  memorises: one extra forward per batch for the targets (``fresh_targets``), as M-DYR-H, whose
+  losses and predictions make the epoch's pass (``pass_from_batches``); a round of three epochs
+  ends with a whole pass, which a long run makes at its last epoch only.
+- ``DynamicBootstrapMixUp(), waiting under heavy noise``: before the memorisation call: unmixed,
+  the pass every epoch, the rewind's host copy after every epoch.
+- ``... as before``: the memorising and waiting variants with the whole pass every epoch through
+  the data pipeline (``pass_from_batches=False, keep_pass_inputs=False``), the code before
+  2026-12-01's cheaper passes, timed in the same process (``--as-before``; by default on a CPU
+  only).
 - ``reference-style``: as the reference code: a train-mode forward on the un-mixed batch for the
   targets (moving BatchNorm statistics) and another eval-mode forward for the losses, which go to
   the CPU every batch for the detector's posterior.
@@ -116,6 +123,24 @@ class AlwaysWaiting(DynamicBootstrapMixUp):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.copy_seconds.append(time.perf_counter() - start)
+
+
+def keep_pass_inputs_across_rounds(cb):
+    """Keep the callback's pass batches (``keep_pass_inputs``) from one timed round to the next, as
+    one long fit keeps them from its third pass on: each round is a fit of its own, which would
+    otherwise build them again."""
+    before_fit, after_fit = cb.before_fit, cb.after_fit
+
+    def before():
+        before_fit()
+        if getattr(cb, "_kept_inputs", None) is not None:
+            cb._pass_inputs = cb._kept_inputs
+
+    def after():
+        cb._kept_inputs = cb._pass_inputs
+        after_fit()
+
+    cb.before_fit, cb.after_fit = before, after
 
 
 def time_tracking(cb):
@@ -233,6 +258,9 @@ def main():
                         help="fewer timed rounds (at least one) where --rounds would not fit in this many seconds")
     parser.add_argument("--round-epochs", type=int, default=None,
                         help="epochs per timed round (default: 3 on a CPU, where lnc's default tracks every third epoch; 1 on a GPU)")
+    parser.add_argument("--as-before", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time the waiting and memorising variants as the code before 2026-12-01's cheaper "
+                             "passes ran them (default: on a CPU only, to keep the GPU check within its time)")
     parser.add_argument("--out-name", default=None, help="results file name (default: from dataset, model and device)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
@@ -263,12 +291,19 @@ def main():
         "DynamicBootstrapMixUp(tracking_every=1)": AlwaysBootstrapping(warmup=0, tracking_every=1),
         "DynamicBootstrapMixUp(), memorising": AlwaysMemorising(warmup=0),
         "DynamicBootstrapMixUp(), waiting under heavy noise": AlwaysWaiting(warmup=0),
+        # as before 2026-12-01: the whole pass every epoch, through the data pipeline every time
+        "memorising, as before (pass_from_batches=False, keep_pass_inputs=False)":
+            AlwaysMemorising(warmup=0, pass_from_batches=False, keep_pass_inputs=False),
+        "waiting, as before (keep_pass_inputs=False)": AlwaysWaiting(warmup=0, keep_pass_inputs=False),
     }
+    if not (device.type == "cpu" if args.as_before is None else args.as_before):
+        variants = {name: cb for name, cb in variants.items() if "as before" not in name}
     if device.type == "cuda" or rounds_of == 1:  # the default then tracks every epoch, as tracking_every=1 does
         del variants["DynamicBootstrapMixUp(tracking_every=1)"]
     for cb in variants.values():
         if isinstance(cb, DynamicBootstrapMixUp):
             time_tracking(cb)
+            keep_pass_inputs_across_rounds(cb)
     learners = {name: make_learner(cb, data, args) for name, cb in variants.items()}
     # One untimed epoch each: warm caches, and give the bootstrapping callbacks a fitted detector
     # (with warmup=0 every later fit bootstraps from its first batch).
@@ -277,6 +312,11 @@ def main():
         with learn.no_bar(), learn.no_logging():
             learn.fit(1, 1e-2)
         timer.seconds.clear()
+        cb = next((c for c in learn.cbs if isinstance(c, DynamicBootstrapMixUp)), None)
+        if cb is not None and cb._kept_inputs is not None:  # a second, untimed pass checks the kept batches
+            cb._pass_inputs = cb._kept_inputs
+            cb.per_sample_losses()
+            cb._pass_inputs = None
     if args.max_seconds:  # as many rounds as fit, judged by the (slower) untimed round; at least one
         spent = time.perf_counter() - started
         args.rounds = max(1, min(args.rounds, int((args.max_seconds - spent) // spent)))
@@ -306,6 +346,7 @@ def main():
         tracking = getattr(variants[name], "tracking_seconds", None)
         rows.append({"variant": name, "median s/epoch": median, "ratio to MixUp": median / base,
                      "loss pass + refit per epoch": sum(tracking) / len(timer.seconds) if tracking else 0.0,
+                     "pass batches": getattr(getattr(variants[name], "_kept_inputs", None), "state", "-"),
                      "epochs timed": ", ".join(f"{s:.2f}" for s in timer.seconds)})
     frame = pd.DataFrame(rows)
     print(frame.to_string(index=False))
@@ -327,6 +368,9 @@ def main():
         "Timed: training batches plus, for the bootstrapping variants, the per-epoch loss pass over the "
         f"training set and the detector refit. Each variant: {args.rounds} timed rounds of {rounds_of} epochs (`fit({rounds_of})`), after one "
         "untimed epoch; s/epoch is the median over rounds of the round's mean; rounds interleaved round-robin in one process. "
+        "The bootstrapping callbacks keep their pass's input batches (`keep_pass_inputs`, the default) from round to "
+        "round, as one long fit keeps them from its third pass on (an untimed pass after the untimed epoch checks them; "
+        "`pass batches`: `kept` where the timed passes read them from memory). "
         "lnc's default is timed with bootstrapping forced on (`AlwaysBootstrapping` in the script); "
         "'waiting under heavy noise' is it before the memorisation call (`AlwaysWaiting`): unmixed, the pass every "
         "epoch, and the rewind's host copy of the model and optimizer state after every epoch's validation (the most "

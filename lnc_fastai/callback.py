@@ -32,6 +32,7 @@ from fastai.callback.mixup import MixHandler
 from fastai.learner import ValueMetric
 
 from .adaptive import ramp
+from .batch_outputs import BatchOutputs
 from .batches import WEIGHT_CLIP, MixedBatch, check_targets, class_indices, eval_mode, mix_inputs, plain
 from .distributed import unwrap, world
 from .losses import (
@@ -41,6 +42,7 @@ from .losses import (
     mixup_bootstrapping_loss,
     sharpening_temperature,
 )
+from .pass_inputs import DEFAULT_LIMIT_BYTES, PassInputs
 from .results import ResultsMixin
 from .rewind import RewindMixin
 from .schedule import PAPER_MIXING_ONLY, check_sharpening, epochs_of, phase_end, sharpening_epochs
@@ -198,6 +200,26 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         0.70 with the running average, ``docs/training.md``); this costs one forward per batch
         in those runs only. True: whenever it bootstraps; False: never (no extra forward). The
         weights are the per-epoch pass's p(noisy) either way.
+    pass_from_batches : bool
+        lnc mode: in an epoch whose batches each make a forward for their targets
+        (``fresh_targets``), that forward's losses, softmax and predictions (eval mode, on the
+        un-mixed training batch, just before its step) make the epoch's pass, so the model runs
+        over the training set once more only for the samples no batch held (``drop_last``). The
+        last epoch's pass is always a whole one. Default True: the pass every epoch and the
+        forward per batch cost 1.5-1.7 times a ``MixUp`` epoch on a CPU together
+        (``benchmarks/results/callback_overhead_*``); False makes the whole pass every epoch.
+    keep_pass_inputs : "auto", bool or int
+        Keep the per-epoch pass's input batches in host memory within a fit, so that the data
+        pipeline builds them once rather than at every pass (on a CPU, building them cost about
+        as much as the model's forward, ``docs/training.md``). They are used once a second pass
+        has built exactly the same tensors (validation transforms are deterministic), and each
+        later pass still builds its first batch, checks it against the kept one and so draws
+        from the random generators as a whole pass would; where a check fails (random
+        transforms, data that changed) or the batches would take more than the limit, the
+        pipeline serves every pass, as before. The run is the same either way. "auto" (the
+        default): up to 2 GiB with the model on a CPU, never on an accelerator (the batches
+        would go to the host and back each pass; not measured there); True: up to 2 GiB; an
+        int: up to that many bytes; False or 0: never.
     tracking_every : int or "auto"
         Track (the per-epoch pass and refit) every this many epochs, always including the last;
         between passes the weights and targets of the last pass are used. 1 tracks every epoch.
@@ -270,7 +292,8 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
     of training labels fitted (``label_fit``) and whether ``fitted_share`` switched (``fitted``),
     the epoch's ``bootstrap_scale`` and mixup ``alpha``, whether it trained unmixed
     (``unmixed``; ``settling`` when ``settle`` made it so) and with targets from a forward of
-    each batch (``fresh_targets``), the ``collapse_guard`` and ``classes_predicted`` (one row per
+    each batch (``fresh_targets``; ``pass_from_batches`` where that forward made the epoch's
+    pass), the ``collapse_guard`` and ``classes_predicted`` (one row per
     tracked epoch). ``report()``
     gives one row per training sample. Training uses this callback's own loss (``lf``, swapped
     in as fastai's ``MixHandler`` does); the learner's ``loss_func`` is put back after training
@@ -313,6 +336,8 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         fitted_share=0.95,
         rewind=True,
         memorising_gain=1.0,
+        keep_pass_inputs="auto",
+        pass_from_batches=True,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -358,6 +383,11 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
             raise ValueError(f"fitted_share must be None or a number in (0, 1], got {fitted_share!r}")
         if tracking_bs is not None and not (isinstance(tracking_bs, (int, np.integer)) and tracking_bs > 0):
             raise ValueError(f"tracking_bs must be a positive int or None, got {tracking_bs!r}")
+        limit_ok = isinstance(keep_pass_inputs, (int, np.integer)) and not isinstance(keep_pass_inputs, bool) and keep_pass_inputs >= 0
+        if not (isinstance(keep_pass_inputs, (bool, np.bool_)) or limit_ok or keep_pass_inputs == "auto"):
+            raise ValueError(f"keep_pass_inputs must be 'auto', True, False or a number of bytes (an int >= 0), got {keep_pass_inputs!r}")
+        if not isinstance(pass_from_batches, (bool, np.bool_)):
+            raise ValueError(f"pass_from_batches must be True or False, got {pass_from_batches!r}")
         super().__init__(float(alpha))  # MixHandler: self.distrib = Beta(alpha, alpha)
         self.mode, self.bootstrap, self.alpha, self.warmup, self.reg_weight = mode, bootstrap, float(alpha), warmup, float(reg_weight)
         self.detector, self.detector_mixing, self.mixing_only = detector, bool(detector_mixing), mixing_only
@@ -376,6 +406,10 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool).ravel()
         self.augmented_tracking, self.keep_trace, self.trace_probs = augmented_tracking, keep_trace, trace_probs
         self.table_size, self.tracking_bs = int(table_size), tracking_bs
+        self.keep_pass_inputs = (keep_pass_inputs if keep_pass_inputs == "auto" else bool(keep_pass_inputs)
+                                 if isinstance(keep_pass_inputs, (bool, np.bool_)) else int(keep_pass_inputs))
+        self._pass_inputs = None  # the loss pass's batches within a fit (lnc_fastai.pass_inputs)
+        self.pass_from_batches, self._batch_outputs, self.pass_from_batches_ = bool(pass_from_batches), None, False
         self.detector_ = self.table = None
         self.epoch_records, self.trace = [], {"losses": [], "p_noisy": [], "probs": []}
         self.failed_fits, self.skipped_batches = [], []  # what went wrong, and when
@@ -407,6 +441,11 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         self.ramp_epochs = epochs_of(self.ramp, self.n_epoch, "ramp")
         self.settle_epochs = epochs_of(self.settle, self.n_epoch, "settle")
         self.tracking_every_ = self.tracking_every
+        keep = self.keep_pass_inputs
+        if keep == "auto":  # on an accelerator the batches would cross to the host and back: unmeasured
+            keep = next(self.model.parameters(), torch.empty(0)).device.type == "cpu"
+        limit = DEFAULT_LIMIT_BYTES if keep is True else int(keep)
+        self._pass_inputs = PassInputs(limit) if limit else None  # kept within this fit only
         if self.tracking_every == "auto":  # the pass is cheap beside a GPU epoch, not beside a CPU one
             on_cpu = next(self.model.parameters()).device.type == "cpu"
             self.tracking_every_ = AUTO_TRACKING_EVERY_CPU if on_cpu and self.mode == "lnc" else 1
@@ -447,6 +486,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
             self._restore(self._before_lr_find)
             self._before_lr_find = None
         self._model_buffers, self._good_buffers = [], []  # not kept in exports and checkpoints
+        self._pass_inputs = self._batch_outputs = None
         self._lam_distrib, self._rewind_point = None, None
         if self._progress_columns:
             self.learn.metrics = [m for m in self.learn.metrics if all(m is not ours for ours in self._progress_columns)]
@@ -462,6 +502,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         if self.mode == "lnc":
             self._rewind_at_call()  # heavy noise, the call's first epoch: the wait's best weights back
             self._set_lnc_epoch()
+            self._batch_outputs = self._outputs_for_the_pass()
             # fastai MixUp's draw, made on the model's device: no copy from the host per batch
             device = next(self.model.parameters(), torch.empty(0)).device
             alpha = torch.tensor(float(self.alpha_), device=device)
@@ -502,6 +543,16 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         # the mixing weights' alpha; before_train draws from it (lnc mode does not use self.distrib)
         strong = self.memorising_since_ is not None or self.fitted_since_ is not None
         self.alpha_ = self.strong_alpha if strong else self.alpha
+
+    def _outputs_for_the_pass(self):
+        """lnc mode, ``pass_from_batches``: where this epoch's batches make a forward each for
+        their targets (``fresh_targets``), the store that keeps their losses and predictions for
+        the epoch's pass; None elsewhere, and in the last epoch (whose pass is a whole one)."""
+        if not (self.pass_from_batches and self.fresh_targets_used_ and self._use_indices and self.target_average_ is not None
+                and self.epoch < self.n_epoch - 1):
+            return None
+        device = next(self.model.parameters()).device
+        return BatchOutputs(len(self.dls.train.dataset), self.target_average_.shape[1], device)
 
     def _settles(self, epoch):
         """Whether ``epoch`` is one of the run's last ``settle`` epochs (where a run that has not
@@ -612,7 +663,10 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         state = self._per_sample
         weights = state["weights"][idx] * self.bootstrap_scale_
         if self.fresh_targets_now:
-            return weights, bootstrap_targets(self.unmixed_logits(self.xb), self.bootstrap)
+            logits = self.unmixed_logits(self.xb)
+            if self._batch_outputs is not None:  # the epoch's pass reads this forward (pass_from_batches)
+                self._batch_outputs.add(idx, logits, labels)
+            return weights, bootstrap_targets(logits, self.bootstrap)
         return weights, state["targets"][idx].float()
 
     @property

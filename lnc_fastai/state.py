@@ -59,7 +59,9 @@ class StateMixin:
         for name, value in (("fitted_share", None), ("fitted_since_", None), ("unmixed_until_memorising", False),
                             ("fresh_targets", False), ("unmixed_", False), ("fresh_targets_used_", False),
                             ("settling_", False), ("rewind", False), ("memorising_gain", 1.0),
-                            ("_rewind_point", None), ("rewound_to_", None)):
+                            ("_rewind_point", None), ("rewound_to_", None), ("keep_pass_inputs", "auto"),
+                            ("_pass_inputs", None), ("pass_from_batches", False), ("_batch_outputs", None),
+                            ("pass_from_batches_", False)):
             self.__dict__.setdefault(name, value)
         if "mode" not in state:  # exported before lnc's own mode: the paper's was the only one
             self.__dict__.update(mode="paper", tracking_every=1, target_average_=None,

@@ -98,7 +98,7 @@ def autocast_for(learn, device):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def per_sample_losses(learn, augmented=False, probabilities=False, bs=None):
+def per_sample_losses(learn, augmented=False, probabilities=False, bs=None, inputs=None, only=None):
     """Cross-entropy of every training sample against its given label, in dataset order.
 
     Returns NumPy arrays ``(losses, labels, predictions, probabilities)`` (the last None unless
@@ -106,18 +106,29 @@ def per_sample_losses(learn, augmented=False, probabilities=False, bs=None):
     the learner's mixed precision, on its own device, over the training set with validation
     transforms unless ``augmented``. In a distributed run each rank computes its share and every
     rank gets the whole set, gathered with the sample indices (:mod:`lnc_fastai.distributed`).
+    ``inputs`` (a :class:`lnc_fastai.pass_inputs.PassInputs`, not with ``augmented``) keeps the
+    pass's batches, so that later passes skip the data pipeline once two passes built the same.
+    ``only`` (dataset indices, a single process only): those samples alone, in that order.
     """
     rank, world_size = world()
     train = training_loader(learn.dls)
     dataset = train.dataset
     n = len(dataset)
     share, real = rank_share(n, rank, world_size) if world_size > 1 else (None, None)
+    if only is not None:
+        if world_size > 1:
+            raise ValueError("per_sample_losses(only=...) runs in a single process")
+        share, inputs = np.asarray(only), None  # a part of the pass: not the batches kept for the whole
     model = unwrap(learn.model)  # no collective operations in this pass
     device = next(model.parameters()).device
     dl = tracking_loader(train, bs, share, device)
     keep_train_tfms = augmented or not hasattr(dataset, "set_split_idx")
     mbar = getattr(getattr(learn, "progress", None), "mbar", None)
-    batches = progress_bar(dl, parent=mbar, leave=False) if hasattr(learn, "progress") else dl
+    source = dl
+    if inputs is not None and not augmented:
+        key = (id(train), id(dataset), n, getattr(dl, "bs", bs), None if share is None else (rank, world_size))
+        source = inputs.batches(key, dl, device)
+    batches = progress_bar(source, total=len(dl), parent=mbar, leave=False) if hasattr(learn, "progress") else source
     n_inp = getattr(learn.dls, "n_inp", None)
     parts = {"losses": [], "labels": [], "predictions": [], "probabilities": []}
     with (
@@ -199,7 +210,14 @@ class TrackingMixin:
         """Cross-entropy of every training sample against its given label, in dataset order:
         ``(losses, labels, predictions, probabilities)``; see :func:`lnc_fastai.tracking.per_sample_losses`."""
         lnc = self.mode == "lnc"  # its targets average the softmax
-        return per_sample_losses(self.learn, self.augmented_tracking, self.trace_probs or lnc, self.tracking_bs)
+        outputs, self._batch_outputs = getattr(self, "_batch_outputs", None), None
+        self.pass_from_batches_ = outputs is not None and self._use_indices
+        if self.pass_from_batches_:  # the batches' own forwards, and a pass over the samples none held
+            rest = outputs.unseen()
+            rest_values = per_sample_losses(self.learn, self.augmented_tracking, True, self.tracking_bs, only=rest) if rest.size else None
+            return outputs.arrays(rest, rest_values)
+        inputs = getattr(self, "_pass_inputs", None)
+        return per_sample_losses(self.learn, self.augmented_tracking, self.trace_probs or lnc, self.tracking_bs, inputs)
 
     def _track_and_refit(self):
         lnc = self.mode == "lnc"
@@ -349,6 +367,7 @@ class TrackingMixin:
             record["unmixed"] = bool(self.unmixed_)  # whether it trained without mixup
             record["settling"] = bool(self.settling_)  # because of `settle`
             record["fresh_targets"] = bool(self.fresh_targets_used_)  # or with targets from a forward per batch
+            record["pass_from_batches"] = bool(getattr(self, "pass_from_batches_", False))  # which made this pass
             record["collapse_guard"] = float(self.collapse_guard_)  # a factor on the next epochs' scale
             record["classes_predicted"] = int(np.unique(self.predictions_).size)
         if self.noise_mask is not None:

@@ -12,6 +12,8 @@ def run(code):
 def test_the_pytorch_losses_import_no_fastai():
     run("import sys, lnc_fastai.losses; assert 'fastai' not in sys.modules, sorted(m for m in sys.modules if 'fastai' in m)")
     run("import sys, lnc_fastai; assert 'fastai' not in sys.modules")
+    # the plain PyTorch parts of the callback: a batch's mixing, the pass's kept batches and its outputs
+    run("import sys, lnc_fastai.batches, lnc_fastai.pass_inputs, lnc_fastai.batch_outputs; assert 'fastai' not in sys.modules")
 
 
 def test_fastai_is_left_as_it_is():

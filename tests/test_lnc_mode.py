@@ -26,7 +26,7 @@ from lnc_fastai.adaptive import (
     still_improving,
 )
 from lnc_fastai.batches import WEIGHT_CLIP
-from lnc_fastai.tracking import epoch_indices, tracking_batch_size
+from lnc_fastai.tracking import epoch_indices, per_sample_losses, tracking_batch_size
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
 
@@ -289,6 +289,72 @@ def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_tar
         for indices, _, targets in seen.seen:
             assert torch.equal(targets.argmax(1), torch.as_tensor(first_targets[indices.numpy()].argmax(1)))
     assert list(cb.history["fresh_targets"]) == [False, bool(fresh_targets)]
+
+
+def test_once_memorising_the_batches_forwards_make_the_epochs_pass():
+    cb = MemorisingFromEpochOne(warmup=0)
+    learn = indexed_learner(cb)
+    forwards, direct = [], {}  # eval-mode forwards within training batches; whole passes made here
+
+    class WholePass(Callback):
+        """After the callback's pass: one made here over every training sample, for comparison."""
+
+        order, busy = cb.order + 1, False
+
+        def after_train(self):
+            self.busy = True
+            direct[self.epoch] = per_sample_losses(self.learn)[0]
+            self.busy = False
+
+    whole = WholePass()
+
+    def hook(module, inputs, output):
+        if learn.training and not module.training and not whole.busy:
+            kind = "pass" if torch.is_inference_mode_enabled() else "batch"
+            forwards.append((learn.epoch, kind, inputs[0][:, -1].long().clone(), output.detach().float().clone()))
+
+    learn.model.register_forward_hook(hook)
+    learn.add_cb(whole)
+    losses_after = {}
+    learn.add_cb(type("Keep", (Callback,), {"order": whole.order + 1,
+                                           "after_train": lambda self: losses_after.update({self.epoch: cb.losses_.copy()})})())
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(4, 1e-2)
+    assert list(cb.history["fresh_targets"]) == [False, True, True, True]
+    # the last epoch's pass is a whole one, as is any pass without a forward per batch
+    assert list(cb.history["pass_from_batches"]) == [False, True, True, False]
+    n_batches, bs = len(learn.dls.train), learn.dls.train.bs
+    unseen = N_TRAIN - n_batches * bs  # drop_last leaves these out of every epoch
+    for epoch in range(4):
+        passes = [f for f in forwards if f[0] == epoch and f[1] == "pass"]
+        batches = [f for f in forwards if f[0] == epoch and f[1] == "batch"]
+        assert len(batches) == (0 if epoch == 0 else n_batches)
+        if epoch in (1, 2):  # the pass ran the model over the samples no batch held, and no others
+            assert len(passes) == 1 and passes[0][2].numel() == unseen
+            losses = losses_after[epoch]
+            for _, _, idx, logits in batches:
+                expected = F.cross_entropy(logits, torch.as_tensor(cb.labels_[idx.numpy()]), reduction="none")
+                assert np.allclose(losses[idx.numpy()], expected.numpy(), atol=1e-5)
+            rest = passes[0][2].numpy()
+            assert np.allclose(losses[rest], direct[epoch][rest], atol=1e-5)
+            seen = np.setdiff1d(np.arange(N_TRAIN), rest)
+            assert not np.allclose(losses[seen], direct[epoch][seen], atol=1e-4)  # taken before each step
+        else:
+            assert sum(f[2].numel() for f in passes) == N_TRAIN
+            assert np.allclose(losses_after[epoch], direct[epoch], atol=1e-5)
+
+
+def test_pass_from_batches_false_makes_the_whole_pass_every_epoch():
+    cb = MemorisingFromEpochOne(warmup=0, pass_from_batches=False)
+    learn = indexed_learner(cb)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(3, 1e-2)
+    assert list(cb.history["fresh_targets"]) == [False, True, True]
+    assert not cb.history["pass_from_batches"].any()
+    with pytest.raises(ValueError, match="pass_from_batches"):
+        DynamicBootstrapMixUp(pass_from_batches="yes")
 
 
 class SeeMixing(Callback):
