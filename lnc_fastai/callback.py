@@ -205,9 +205,11 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         (``fresh_targets``), that forward's losses, softmax and predictions (eval mode, on the
         un-mixed training batch, just before its step) make the epoch's pass, so the model runs
         over the training set once more only for the samples no batch held (``drop_last``). The
-        last epoch's pass is always a whole one. Default True: the pass every epoch and the
-        forward per batch cost 1.5-1.7 times a ``MixUp`` epoch on a CPU together
-        (``benchmarks/results/callback_overhead_*``); False makes the whole pass every epoch.
+        last epoch's pass is always a whole one. Default True: with the whole pass every epoch
+        as well, the forward per batch cost 1.7-2.2 times a ``MixUp`` epoch on a CPU, and
+        1.6 with this (``benchmarks/results/callback_overhead_fashion_mnist_cpu*.md``); it also
+        changes results (each loss is taken before its batch's step; ``docs/training.md``,
+        "Cheaper passes"). False makes the whole pass every epoch.
     keep_pass_inputs : "auto", bool or int
         Keep the per-epoch pass's input batches in host memory within a fit, so that the data
         pipeline builds them once rather than at every pass (on a CPU, building them cost about
