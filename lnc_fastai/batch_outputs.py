@@ -12,7 +12,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BatchOutputs"]
+__all__ = ["BatchOutputs", "sample_outputs"]
+
+
+def sample_outputs(logits, labels, probabilities=True):
+    """What the pass keeps of each sample from float ``logits`` and the given ``labels``: its
+    cross-entropy, its predicted class and (unless ``probabilities`` is False, then None) its
+    softmax as float16. The whole pass and the batches' forwards both read their numbers here."""
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    probs = F.softmax(logits, dim=1).half() if probabilities else None
+    return losses, logits.argmax(dim=1), probs
 
 
 class BatchOutputs:
@@ -28,10 +37,8 @@ class BatchOutputs:
 
     def add(self, idx, logits, labels):
         """The batch of dataset indices ``idx``: its logits (un-mixed inputs) and given labels."""
-        logits = logits.detach().float()
-        self.losses[idx] = F.cross_entropy(logits, labels, reduction="none")
-        self.probabilities[idx] = F.softmax(logits, dim=1).half()
-        self.predictions[idx] = logits.argmax(dim=1)
+        losses, predictions, probabilities = sample_outputs(logits.detach().float(), labels)
+        self.losses[idx], self.predictions[idx], self.probabilities[idx] = losses, predictions, probabilities
         self.labels[idx] = labels
         self.seen[idx] = True
 

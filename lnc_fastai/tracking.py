@@ -12,7 +12,6 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from fastai.callback.fp16 import AMPMode
 from fastai.torch_core import to_device
 from fastprogress.fastprogress import progress_bar
@@ -24,6 +23,7 @@ from lnc_sklearn.noise_rate import count_noise
 
 from .adaptive import (class_prior, collapse_guard, effective_classes, label_fit, memorisation, memorising, noise_regime,
                        running_average, still_improving)
+from .batch_outputs import sample_outputs
 from .batches import WEIGHT_CLIP, check_targets, eval_mode, plain
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
 from .posterior_table import PosteriorTable, detector_input, noisy_probability
@@ -143,11 +143,12 @@ def per_sample_losses(learn, augmented=False, probabilities=False, bs=None, inpu
             xb, yb = batch[:split], batch[split:]
             check_targets(yb)
             logits, targets = plain(model(*xb)).float(), plain(yb[0])
-            parts["losses"].append(F.cross_entropy(logits, targets, reduction="none"))
+            losses, predictions, probs = sample_outputs(logits, targets, probabilities)
+            parts["losses"].append(losses)
             parts["labels"].append(targets)
-            parts["predictions"].append(logits.argmax(dim=1))
+            parts["predictions"].append(predictions)
             if probabilities:
-                parts["probabilities"].append(F.softmax(logits, dim=1).half())
+                parts["probabilities"].append(probs)
     values = {name: torch.cat(part) for name, part in parts.items() if part}
     if world_size > 1:
         values = gather_in_dataset_order(values, torch.as_tensor(share, device=device), torch.as_tensor(real, device=device), n)
