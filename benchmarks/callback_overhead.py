@@ -23,6 +23,11 @@ the same for all). Variants:
   the data pipeline (``pass_from_batches=False, keep_pass_inputs=False``), the code before
   2026-12-01's cheaper passes, timed in the same process (``--as-before``; by default on a CPU
   only).
+- ``memorising, plain order``: the memorising variant with the forward of each un-mixed batch in
+  the inputs' own memory order (``channels_last=False``), as before 2026-12-01's evening change;
+  ``M-DYR-H (paper preset), channels_last=True``: the paper preset with that forward in
+  channels-last order, which it takes only when asked. Both on a CPU only, where ``"auto"``
+  turns it on.
 - ``reference-style``: as the reference code: a train-mode forward on the un-mixed batch for the
   targets (moving BatchNorm statistics) and another eval-mode forward for the losses, which go to
   the CPU every batch for the detector's posterior.
@@ -295,9 +300,15 @@ def main():
         "memorising, as before (pass_from_batches=False, keep_pass_inputs=False)":
             AlwaysMemorising(warmup=0, pass_from_batches=False, keep_pass_inputs=False),
         "waiting, as before (keep_pass_inputs=False)": AlwaysWaiting(warmup=0, keep_pass_inputs=False),
+        # as before the channels-last forward (2026-12-01, evening): the per-batch forward in the inputs' order
+        "memorising, plain order (channels_last=False)": AlwaysMemorising(warmup=0, channels_last=False),
+        # the paper preset with the channels-last forward (off in paper mode unless asked)
+        "M-DYR-H (paper preset), channels_last=True": DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0, channels_last=True),
     }
     if not (device.type == "cpu" if args.as_before is None else args.as_before):
         variants = {name: cb for name, cb in variants.items() if "as before" not in name}
+    if device.type != "cpu":  # channels_last is "auto" (lnc mode) on a CPU only: both comparisons are CPU figures
+        del variants["memorising, plain order (channels_last=False)"], variants["M-DYR-H (paper preset), channels_last=True"]
     if device.type == "cuda" or rounds_of == 1:  # the default then tracks every epoch, as tracking_every=1 does
         del variants["DynamicBootstrapMixUp(tracking_every=1)"]
     for cb in variants.values():
@@ -340,11 +351,17 @@ def main():
     per_round = {name: [statistics.mean(timer.seconds[i : i + rounds_of]) for i in range(0, len(timer.seconds), rounds_of)]
                  for name, (learn, timer) in learners.items()}
     base = statistics.median(per_round["fastai MixUp"])
+    # the memorising variants end each round with a whole pass, which a long fit makes once, at
+    # its last epoch: their ratio over each round's epochs before its last, against MixUp's same
+    steady = {name: [statistics.mean(timer.seconds[i : i + rounds_of - 1]) for i in range(0, len(timer.seconds), rounds_of)]
+              for name, (learn, timer) in learners.items()} if rounds_of > 1 else None
     rows = []
     for name, (learn, timer) in learners.items():
         median = statistics.median(per_round[name])
         tracking = getattr(variants[name], "tracking_seconds", None)
         rows.append({"variant": name, "median s/epoch": median, "ratio to MixUp": median / base,
+                     "between whole passes": (statistics.median(steady[name]) / statistics.median(steady["fastai MixUp"])
+                                              if steady and "memorising" in name else "-"),
                      "loss pass + refit per epoch": sum(tracking) / len(timer.seconds) if tracking else 0.0,
                      "pass batches": getattr(getattr(variants[name], "_kept_inputs", None), "state", "-"),
                      "epochs timed": ", ".join(f"{s:.2f}" for s in timer.seconds)})
@@ -377,6 +394,10 @@ def main():
         "a wait makes; the copy's seconds are added to its epoch"
         + (f", {statistics.median(variants['DynamicBootstrapMixUp(), waiting under heavy noise'].copy_seconds):.3f} s median)."
            if "DynamicBootstrapMixUp(), waiting under heavy noise" in variants else ")."),
+        (f"`between whole passes` (the memorising variants): the ratio over each round's first {rounds_of - 1} "
+         "epochs, against MixUp's same epochs, leaving out the whole pass that ends each round (their other "
+         "passes come from the batches' forwards); a long fit makes that whole pass once, at its last epoch."
+         if rounds_of > 1 else ""),
         "",
         markdown_table(frame, "{:.3f}"),
         "",

@@ -182,7 +182,7 @@ def main():
     # 2. Overhead per epoch, one process.
     if args.smoke:
         size = ["--dataset", "synthetic", "--width", "4", "--n-train", "512", "--n-test", "256", "--rounds", "1",
-                "--round-epochs", "1"]
+                "--round-epochs", "1", "--no-as-before"]  # as on a GPU: the CPU-only comparisons left out
     else:
         size = ["--dataset", "cifar10", "--width", "64", "--n-train", "50000", "--n-test", "1000", "--rounds", "2", *data]
     # smoke: a ceiling, not a target (about 15 s on an idle 2-core CPU); a CPU shared with a

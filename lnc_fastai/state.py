@@ -61,7 +61,7 @@ class StateMixin:
                             ("settling_", False), ("rewind", False), ("memorising_gain", 1.0),
                             ("_rewind_point", None), ("rewound_to_", None), ("keep_pass_inputs", "auto"),
                             ("_pass_inputs", None), ("pass_from_batches", False), ("_batch_outputs", None),
-                            ("pass_from_batches_", False)):
+                            ("pass_from_batches_", False), ("channels_last", False), ("channels_last_", False)):
             self.__dict__.setdefault(name, value)
         if "mode" not in state:  # exported before lnc's own mode: the paper's was the only one
             self.__dict__.update(mode="paper", tracking_every=1, target_average_=None,

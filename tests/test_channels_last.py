@@ -1,0 +1,121 @@
+"""The forward of each un-mixed batch in channels-last memory order (``channels_last``): the
+images are copied into that order, the logits are those of the inputs as they are, lnc's mode
+does it on a CPU by default and the paper's presets only when asked, and a model that fails on
+such inputs gets them as they are."""
+
+import warnings
+
+import pytest
+import torch
+from fastai.basics import CrossEntropyLossFlat, Datasets, Learner, TensorCategory
+from torch import nn
+
+from lnc_fastai import DynamicBootstrapMixUp
+from lnc_fastai.batches import channels_last
+
+N_TRAIN, N_VALID, SIDE = 96, 32, 8
+
+
+@pytest.mark.parametrize("n_channels", [1, 3])
+def test_images_are_copied_into_channels_last_order_with_their_values(n_channels):
+    x = torch.randn(4, n_channels, SIDE, SIDE)
+    (out,) = channels_last((x,))
+    assert out.stride(1) == 1 and out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+    assert x.stride(1) == SIDE * SIDE  # the batch itself is left as it was
+
+
+def test_other_inputs_and_images_already_in_that_order_are_left_as_they_are():
+    ready = torch.randn(4, 3, SIDE, SIDE).contiguous(memory_format=torch.channels_last)
+    flat, codes = torch.randn(4, 6), torch.zeros(4, 3, SIDE, SIDE, dtype=torch.long)
+    out = channels_last((ready, flat, codes, "not a tensor"))
+    assert out[0] is ready and out[1] is flat and out[2] is codes and out[3] == "not a tensor"
+
+
+def image_learner(cb, n_channels=1, flatten_first=False):
+    """Images whose first pixel is the sample's index (so a hook can tell which samples it sees)."""
+    generator = torch.Generator().manual_seed(0)
+    n = N_TRAIN + N_VALID
+    x = torch.randn(n, n_channels, SIDE, SIDE, generator=generator)
+    labels = (x[:, 0, :2, :2].sum((1, 2)) > 0).long() + (x[:, 0, 2:4, 2:4].sum((1, 2)) > 0).long()
+    flip = torch.rand(n, generator=generator) < 0.4
+    flip[N_TRAIN:] = False
+    labels[flip] = (labels[flip] + 1) % 3
+    splits = [list(range(N_TRAIN)), list(range(N_TRAIN, n))]
+    datasets = Datasets(range(n), tfms=[[lambda i: x[i]], [lambda i: TensorCategory(labels[i])]], splits=splits)
+    dls = datasets.dataloaders(bs=16, val_bs=16, drop_last=True)
+    torch.manual_seed(0)
+    if flatten_first:  # views its input as laid out in memory: fails on channels-last images
+        model = nn.Sequential(Flattening(), nn.Linear(n_channels * SIDE * SIDE, 3))
+    else:
+        model = nn.Sequential(nn.Conv2d(n_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(8 * (SIDE // 2) ** 2, 3))
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cb)
+
+
+class Flattening(nn.Module):
+    def forward(self, x):
+        return x.view(x.shape[0], -1)
+
+
+class Memorising(DynamicBootstrapMixUp):
+    """lnc's mode as if the network had been seen to memorise under heavy noise after epoch 0."""
+
+    def _set_lnc_epoch(self):
+        if self.epoch >= 1 and self.memorising_since_ is None:
+            self.memorising_since_ = 1
+        super()._set_lnc_epoch()
+
+
+def unmixed_forwards(learn):
+    """Fits ``learn`` for three epochs and returns, for each eval-mode forward of a training batch
+    (the un-mixed batch's, outside the pass's inference mode), whether its images were in
+    channels-last order, and whether its logits equal a forward of the same images in plain order."""
+    seen, busy = [], []
+
+    def hook(module, inputs, output):
+        if not learn.training or module.training or torch.is_inference_mode_enabled() or busy:
+            return
+        busy.append(True)
+        plain = module(inputs[0].contiguous())
+        busy.clear()
+        seen.append((inputs[0].stride(1) == 1, torch.allclose(output, plain, atol=1e-5)))
+
+    learn.model.register_forward_hook(hook)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(3, 1e-2)
+    return seen
+
+
+@pytest.mark.parametrize("n_channels", [1, 3])
+def test_lnc_mode_on_a_cpu_makes_the_forward_of_each_batch_in_channels_last_order(n_channels):
+    cb = Memorising(warmup=0)
+    seen = unmixed_forwards(image_learner(cb, n_channels))
+    assert cb.channels_last_ and len(seen) == 2 * (N_TRAIN // 16)  # every batch of the two memorising epochs
+    assert all(ordered and same for ordered, same in seen)
+
+
+@pytest.mark.parametrize("make", [lambda: Memorising(warmup=0, channels_last=False),
+                                  lambda: DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0)],
+                         ids=["channels_last=False", "paper preset"])
+def test_it_is_off_when_asked_and_in_the_paper_presets_unless_asked(make):
+    cb = make()
+    seen = unmixed_forwards(image_learner(cb, 3))
+    assert not cb.channels_last_ and seen and not any(ordered for ordered, _ in seen)
+    asked = DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0, channels_last=True)
+    seen = unmixed_forwards(image_learner(asked, 3))
+    assert asked.channels_last_ and seen and all(ordered for ordered, _ in seen)
+
+
+def test_a_model_that_fails_on_channels_last_images_gets_them_as_they_are_with_a_warning():
+    cb = Memorising(warmup=0)
+    learn = image_learner(cb, 3, flatten_first=True)
+    with learn.no_bar(), learn.no_logging(), pytest.warns(RuntimeWarning, match="channels-last inputs"):
+        learn.fit(3, 1e-2)
+    assert not cb.channels_last_ and list(cb.history["fresh_targets"]) == [False, True, True]
+
+
+def test_channels_last_takes_auto_true_or_false():
+    with pytest.raises(ValueError, match="channels_last must be 'auto', True or False"):
+        DynamicBootstrapMixUp(channels_last="yes")
