@@ -28,9 +28,14 @@ the same for all). Variants:
   ``M-DYR-H (paper preset), channels_last=True``: the paper preset with that forward in
   channels-last order, which it takes only when asked. Both on a CPU only, where ``"auto"``
   turns it on.
+- ``..., plain pooling (channels_last_pooling=False)``: the waiting variant and the paper preset
+  with the callback's forwards pooling in the inputs' own order, as before 2026-12-01's late
+  change (max pooling in channels-last order, which leaves every value as it was). On a CPU, and
+  only for a model with ``nn.MaxPool2d`` layers (the small CNN; the PreAct ResNet has none).
 - ``reference-style``: as the reference code: a train-mode forward on the un-mixed batch for the
   targets (moving BatchNorm statistics) and another eval-mode forward for the losses, which go to
-  the CPU every batch for the detector's posterior.
+  the CPU every batch for the detector's posterior; its pass pools in the inputs' own order, as
+  before 2026-12-01's late change, so that it stays the fixed point of comparison it was.
 
 Run: ``python benchmarks/callback_overhead.py --dataset fashion_mnist --n-train 10000 --rounds 3``
 (the paper's network: ``--dataset cifar10 --model preact-resnet18 --width 16``). On a GPU, with the
@@ -60,6 +65,7 @@ from fastai.torch_core import set_seed  # noqa: E402
 from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
 from lnc_fastai.batches import eval_mode  # noqa: E402
 from lnc_fastai.losses import bootstrap_targets  # noqa: E402
+from lnc_fastai.pooling import max_pooling_channels_last  # noqa: E402
 from lnc_fastai.posterior_table import noisy_probability  # noqa: E402
 from lnc_fastai.tracking import tracking_batch_size  # noqa: E402
 from lnc_sklearn import symmetric_noise  # noqa: E402
@@ -216,11 +222,12 @@ def make_learner(callback, data, args):
     return learn, timer
 
 
-def bare_forward_seconds(learn, args):
+def bare_forward_seconds(learn, args, pooling=False):
     """A bare eval-mode forward over the training images already on the device, in the loss
     pass's default batches, with the runs' precision and memory layout (the batches' own: plain
-    contiguous unless ``--channels-last``): the least any loss pass costs. Returns the seconds and
-    the batch size."""
+    contiguous unless ``--channels-last``): the least any loss pass costs; with ``pooling``, its
+    max pooling in channels-last order, as the callback's pass makes it on a CPU. Returns the
+    seconds and the batch size."""
     model = learn.model
     device = next(model.parameters()).device
     bs = tracking_batch_size(learn.dls.train, device)
@@ -230,7 +237,7 @@ def bare_forward_seconds(learn, args):
         images = as_float_images(args.arrays[0]).to(device)
     images = images.contiguous(memory_format=torch.channels_last if args.channels_last else torch.contiguous_format)
     autocast = torch.autocast("cuda", dtype=torch.float16) if args.fp16 and device.type == "cuda" else contextlib.nullcontext()
-    with torch.inference_mode(), eval_mode(model), autocast:
+    with torch.inference_mode(), eval_mode(model), autocast, max_pooling_channels_last(model) if pooling else contextlib.nullcontext():
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -251,7 +258,7 @@ def main():
     parser.add_argument("--noise", type=float, default=0.5)
     parser.add_argument("--model", default="small-cnn", choices=["small-cnn", "preact-resnet18"])
     parser.add_argument("--width", type=int, default=16, help="preact-resnet18's first-stage channels (64 in the paper)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed epochs per method")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loader", default="items", choices=["items", "tensor"],
                         help="items: fastai Datasets per sample (the CPU figures); tensor: uint8 images kept on the device")
@@ -267,6 +274,9 @@ def main():
                         help="also time the waiting and memorising variants as the code before 2026-12-01's cheaper "
                              "passes ran them (default: on a CPU only, to keep the GPU check within its time)")
     parser.add_argument("--out-name", default=None, help="results file name (default: from dataset, model and device)")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="TEXT",
+                        help="time only the variants whose names contain one of these texts (fastai MixUp, the "
+                             "baseline, always), for more rounds of fewer variants in the same time")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -291,7 +301,7 @@ def main():
     variants = {
         "fastai MixUp": MixUp(alpha=32.0),
         "M-DYR-H (paper preset)": DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0),
-        "reference-style": ReferenceStyleBootstrap(mode="paper", warmup=0),
+        "reference-style": ReferenceStyleBootstrap(mode="paper", warmup=0, channels_last_pooling=False),
         "DynamicBootstrapMixUp()": AlwaysBootstrapping(warmup=0),
         "DynamicBootstrapMixUp(tracking_every=1)": AlwaysBootstrapping(warmup=0, tracking_every=1),
         "DynamicBootstrapMixUp(), memorising": AlwaysMemorising(warmup=0),
@@ -304,13 +314,24 @@ def main():
         "memorising, plain order (channels_last=False)": AlwaysMemorising(warmup=0, channels_last=False),
         # the paper preset with the channels-last forward (off in paper mode unless asked)
         "M-DYR-H (paper preset), channels_last=True": DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0, channels_last=True),
+        # as before max pooling in channels-last order (2026-12-01, late): the same values, pooled in the inputs' order
+        "waiting, plain pooling (channels_last_pooling=False)": AlwaysWaiting(warmup=0, channels_last_pooling=False),
+        "M-DYR-H (paper preset), plain pooling (channels_last_pooling=False)":
+            DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0, channels_last_pooling=False),
     }
     if not (device.type == "cpu" if args.as_before is None else args.as_before):
         variants = {name: cb for name, cb in variants.items() if "as before" not in name}
     if device.type != "cpu":  # channels_last is "auto" (lnc mode) on a CPU only: both comparisons are CPU figures
         del variants["memorising, plain order (channels_last=False)"], variants["M-DYR-H (paper preset), channels_last=True"]
+    if device.type != "cpu" or args.model != "small-cnn":  # channels_last_pooling: "auto" on a CPU; max pooling in the small CNN only
+        variants = {name: cb for name, cb in variants.items() if "plain pooling" not in name}
     if device.type == "cuda" or rounds_of == 1:  # the default then tracks every epoch, as tracking_every=1 does
         del variants["DynamicBootstrapMixUp(tracking_every=1)"]
+    if args.variants:
+        variants = {name: cb for name, cb in variants.items()
+                    if name == "fastai MixUp" or any(text in name for text in args.variants)}
+        if len(variants) == 1:
+            raise SystemExit(f"--variants {args.variants} matches no variant besides fastai MixUp")
     for cb in variants.values():
         if isinstance(cb, DynamicBootstrapMixUp):
             time_tracking(cb)
@@ -368,7 +389,9 @@ def main():
     frame = pd.DataFrame(rows)
     print(frame.to_string(index=False))
     # What any per-epoch loss pass must at least spend: the bare forward over the training set.
-    bare_forward, pass_bs = bare_forward_seconds(learners["DynamicBootstrapMixUp()"][0], args)
+    bare_forward, pass_bs = bare_forward_seconds(learners["fastai MixUp"][0], args)
+    pooled = device.type == "cpu" and args.model == "small-cnn"  # channels_last_pooling's "auto", a model with max pooling
+    bare_pooled = bare_forward_seconds(learners["fastai MixUp"][0], args, pooling=True)[0] if pooled else None
     setting = []
     if args.fp16:
         setting.append("mixed precision (fp16)")
@@ -379,7 +402,7 @@ def main():
         f"{args.bs}, random crop and flip on the batch"
         + ("; uint8 images kept on the device, each batch cut, augmented and normalised there" if args.loader == "tensor"
            else "; fastai Datasets, one item per sample")
-        + "; " + ("small CNN from `examples/_images.py`" if args.model == "small-cnn" else f"PreAct ResNet-18 at width {args.width} (`examples/preact_resnet.py`)")
+        + "; " + ("small CNN (`lnc_experiments/models.py`)" if args.model == "small-cnn" else f"PreAct ResNet-18 at width {args.width} (`lnc_experiments/models.py`)")
         + f"; device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}"
         + (f", {', '.join(setting)}" if setting else "") + ". "
         "Timed: training batches plus, for the bootstrapping variants, the per-epoch loss pass over the "
@@ -403,13 +426,16 @@ def main():
         "",
         f"For scale: a bare eval-mode forward over the {args.n_train} training images (tensors already in "
         f"memory, no data pipeline, batch {pass_bs}) takes {bare_forward:.3f} s = "
-        f"{bare_forward / base:.2f} of a MixUp epoch on this device. The loss pass costs at least that, "
-        "and the paper preset's extra forward per batch about as much again.",
+        f"{bare_forward / base:.2f} of a MixUp epoch on this device"
+        + (f" ({bare_pooled:.3f} s = {bare_pooled / base:.2f} with its max pooling in channels-last order, as the "
+           "callback's pass makes it here)" if bare_pooled is not None else "")
+        + ". The loss pass costs at least that, and the paper preset's extra forward per batch about as much again.",
     ]
     model_tag = "" if args.model == "small-cnn" else f"_{args.model}_w{args.width}"
     name = args.out_name or f"callback_overhead_{args.dataset}{model_tag}_{'gpu' if device.type == 'cuda' else 'cpu'}.md"
     path = write_results(name, "DynamicBootstrapMixUp overhead per epoch", lines)
     write_json(Path(name).with_suffix(".json").name, {"rows": rows, "bare_forward_seconds": bare_forward,
+                                                      "bare_forward_seconds_channels_last_pooling": bare_pooled,
                                                       "n_train": args.n_train, "bs": args.bs, "tracking_bs": pass_bs})
     print(f"written {path}")
 

@@ -43,6 +43,7 @@ from .losses import (
     sharpening_temperature,
 )
 from .pass_inputs import DEFAULT_LIMIT_BYTES, PassInputs
+from .pooling import PoolingForward
 from .results import ResultsMixin
 from .rewind import RewindMixin
 from .schedule import PAPER_MIXING_ONLY, check_sharpening, epochs_of, phase_end, sharpening_epochs
@@ -220,6 +221,16 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         on a CPU (unmeasured on accelerators); the paper's presets keep their published numbers
         unless given True. A model whose forward fails on such inputs gets them as they are,
         with a warning.
+    channels_last_pooling : "auto", True or False
+        In the callback's own forwards (the per-epoch pass, and the forward of each un-mixed
+        batch where it is not in channels-last order already), let every ``nn.MaxPool2d`` of the
+        model pool in channels-last order: its input is copied into that order and its output
+        back (:func:`lnc_fastai.pooling.max_pooling_channels_last`). A maximum does not depend on
+        the order its values are read in, so the logits are those of the model as it is, to the
+        last bit, in every mode. On this project's CPU the small CNN's eval forward took about
+        half as long (``docs/training.md``, "Max pooling in channels-last order"). "auto" (the
+        default): with the model on a CPU (unmeasured on accelerators). A model whose forward
+        fails with it runs without it, with a warning.
     keep_pass_inputs : "auto", bool or int
         Keep the per-epoch pass's input batches in host memory within a fit, so that the data
         pipeline builds them once rather than at every pass (on a CPU, building them cost about
@@ -351,6 +362,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         keep_pass_inputs="auto",
         pass_from_batches=True,
         channels_last="auto",
+        channels_last_pooling="auto",
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -403,6 +415,8 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
             raise ValueError(f"pass_from_batches must be True or False, got {pass_from_batches!r}")
         if not (isinstance(channels_last, (bool, np.bool_)) or channels_last == "auto"):
             raise ValueError(f"channels_last must be 'auto', True or False, got {channels_last!r}")
+        if not (isinstance(channels_last_pooling, (bool, np.bool_)) or channels_last_pooling == "auto"):
+            raise ValueError(f"channels_last_pooling must be 'auto', True or False, got {channels_last_pooling!r}")
         super().__init__(float(alpha))  # MixHandler: self.distrib = Beta(alpha, alpha)
         self.mode, self.bootstrap, self.alpha, self.warmup, self.reg_weight = mode, bootstrap, float(alpha), warmup, float(reg_weight)
         self.detector, self.detector_mixing, self.mixing_only = detector, bool(detector_mixing), mixing_only
@@ -427,6 +441,9 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         self.pass_from_batches, self._batch_outputs, self.pass_from_batches_ = bool(pass_from_batches), None, False
         self.channels_last = channels_last if channels_last == "auto" else bool(channels_last)
         self.channels_last_ = False  # resolved for each fit in before_fit
+        self.channels_last_pooling = channels_last_pooling if channels_last_pooling == "auto" else bool(channels_last_pooling)
+        self.channels_last_pooling_ = False  # resolved for each fit in before_fit
+        self._forward = PoolingForward(False)  # the callback's own forwards (before_fit sets it for the fit)
         self.detector_ = self.table = None
         self.epoch_records, self.trace = [], {"losses": [], "p_noisy": [], "probs": []}
         self.failed_fits, self.skipped_batches = [], []  # what went wrong, and when
@@ -467,6 +484,9 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         # the forward of each un-mixed batch in channels-last order: measured faster on a CPU;
         # the paper's methods keep their published numbers (bit for bit) unless asked
         self.channels_last_ = self.mode == "lnc" and on_cpu if self.channels_last == "auto" else self.channels_last
+        # max pooling in channels-last order in the callback's forwards: the same logits (bit for bit), faster on a CPU
+        self.channels_last_pooling_ = on_cpu if self.channels_last_pooling == "auto" else self.channels_last_pooling
+        self._forward = PoolingForward(self.channels_last_pooling_)  # off for the rest of the fit if a forward fails with it
         if self.tracking_every == "auto":  # the pass is cheap beside a GPU epoch, not beside a CPU one
             self.tracking_every_ = AUTO_TRACKING_EVERY_CPU if on_cpu and self.mode == "lnc" else 1
         self.bootstrap_epoch = self.warmup_epochs
@@ -658,7 +678,8 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         """The un-mixed batch's logits from one forward without gradients in eval mode (so
         BatchNorm's running statistics do not move), on the device; with the images in
         channels-last order where ``channels_last`` says so (falling back to the inputs as they
-        are, with a warning, if the model fails on them)."""
+        are, with a warning, if the model fails on them), else with max pooling in that order
+        where ``channels_last_pooling`` says so."""
         model = unwrap(self.model)  # this rank's copy: no collective operation per batch
         with torch.no_grad(), eval_mode(model):
             if self.channels_last_:
@@ -670,7 +691,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
                     warnings.warn(f"the model's forward failed on channels-last inputs ({error}); this fit's "
                                   "forwards of the un-mixed batches use the inputs as they are", RuntimeWarning, stacklevel=2)
                     return logits
-            return plain(model(*xb)).float()
+            return plain(self._forward(model, xb)).float()
 
     def noise_weights_and_targets(self, xb, labels):
         """p(noisy) and bootstrapping targets of the un-mixed batch, from ONE forward pass without

@@ -20,6 +20,7 @@ from fastcore.xtras import join_path_file
 from lnc_sklearn._atomic import atomic_path
 from lnc_sklearn.persistence import detector_from_dict, detector_to_dict
 
+from .pooling import PoolingForward
 from .posterior_table import PosteriorTable
 
 __all__ = ["StateMixin", "save_checkpoint", "load_checkpoint", "SaveModelWithState", "state_path"]
@@ -61,8 +62,10 @@ class StateMixin:
                             ("settling_", False), ("rewind", False), ("memorising_gain", 1.0),
                             ("_rewind_point", None), ("rewound_to_", None), ("keep_pass_inputs", "auto"),
                             ("_pass_inputs", None), ("pass_from_batches", False), ("_batch_outputs", None),
-                            ("pass_from_batches_", False), ("channels_last", False), ("channels_last_", False)):
+                            ("pass_from_batches_", False), ("channels_last", False), ("channels_last_", False),
+                            ("channels_last_pooling", "auto"), ("channels_last_pooling_", False)):
             self.__dict__.setdefault(name, value)
+        self.__dict__.setdefault("_forward", PoolingForward(False))  # before_fit sets it for each fit
         if "mode" not in state:  # exported before lnc's own mode: the paper's was the only one
             self.__dict__.update(mode="paper", tracking_every=1, target_average_=None,
                                  _per_sample=None, _previous_flags=None)

@@ -98,7 +98,7 @@ def autocast_for(learn, device):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def per_sample_losses(learn, augmented=False, probabilities=False, bs=None, inputs=None, only=None):
+def per_sample_losses(learn, augmented=False, probabilities=False, bs=None, inputs=None, only=None, forward=None):
     """Cross-entropy of every training sample against its given label, in dataset order.
 
     Returns NumPy arrays ``(losses, labels, predictions, probabilities)`` (the last None unless
@@ -109,6 +109,8 @@ def per_sample_losses(learn, augmented=False, probabilities=False, bs=None, inpu
     ``inputs`` (a :class:`lnc_fastai.pass_inputs.PassInputs`, not with ``augmented``) keeps the
     pass's batches, so that later passes skip the data pipeline once two passes built the same.
     ``only`` (dataset indices, a single process only): those samples alone, in that order.
+    ``forward(model, xb)`` runs the model on a batch's inputs (default ``model(*xb)``; the
+    callback passes a :class:`lnc_fastai.pooling.PoolingForward`).
     """
     rank, world_size = world()
     train = training_loader(learn.dls)
@@ -142,7 +144,7 @@ def per_sample_losses(learn, augmented=False, probabilities=False, bs=None, inpu
             split = n_inp if n_inp is not None else (1 if len(batch) == 1 else len(batch) - 1)
             xb, yb = batch[:split], batch[split:]
             check_targets(yb)
-            logits, targets = plain(model(*xb)).float(), plain(yb[0])
+            logits, targets = plain(model(*xb) if forward is None else forward(model, xb)).float(), plain(yb[0])
             losses, predictions, probs = sample_outputs(logits, targets, probabilities)
             parts["losses"].append(losses)
             parts["labels"].append(targets)
@@ -212,13 +214,15 @@ class TrackingMixin:
         ``(losses, labels, predictions, probabilities)``; see :func:`lnc_fastai.tracking.per_sample_losses`."""
         lnc = self.mode == "lnc"  # its targets average the softmax
         outputs, self._batch_outputs = getattr(self, "_batch_outputs", None), None
+        forward = getattr(self, "_forward", None)  # max pooling in channels-last order (channels_last_pooling)
         self.pass_from_batches_ = outputs is not None and self._use_indices
         if self.pass_from_batches_:  # the batches' own forwards, and a pass over the samples none held
             rest = outputs.unseen()
-            rest_values = per_sample_losses(self.learn, self.augmented_tracking, True, self.tracking_bs, only=rest) if rest.size else None
+            rest_values = (per_sample_losses(self.learn, self.augmented_tracking, True, self.tracking_bs, only=rest, forward=forward)
+                           if rest.size else None)
             return outputs.arrays(rest, rest_values)
         inputs = getattr(self, "_pass_inputs", None)
-        return per_sample_losses(self.learn, self.augmented_tracking, self.trace_probs or lnc, self.tracking_bs, inputs)
+        return per_sample_losses(self.learn, self.augmented_tracking, self.trace_probs or lnc, self.tracking_bs, inputs, forward=forward)
 
     def _track_and_refit(self):
         lnc = self.mode == "lnc"

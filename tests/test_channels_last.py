@@ -7,13 +7,12 @@ import warnings
 
 import pytest
 import torch
-from fastai.basics import CrossEntropyLossFlat, Datasets, Learner, TensorCategory
 from torch import nn
 
 from lnc_fastai import DynamicBootstrapMixUp
 from lnc_fastai.batches import channels_last
 
-N_TRAIN, N_VALID, SIDE = 96, 32, 8
+N_TRAIN, SIDE = 96, 8  # N_TRAIN: the training images of the conftest learner
 
 
 @pytest.mark.parametrize("n_channels", [1, 3])
@@ -32,25 +31,21 @@ def test_other_inputs_and_images_already_in_that_order_are_left_as_they_are():
     assert out[0] is ready and out[1] is flat and out[2] is codes and out[3] == "not a tensor"
 
 
-def image_learner(cb, n_channels=1, flatten_first=False):
-    """Images whose first pixel is the sample's index (so a hook can tell which samples it sees)."""
-    generator = torch.Generator().manual_seed(0)
-    n = N_TRAIN + N_VALID
-    x = torch.randn(n, n_channels, SIDE, SIDE, generator=generator)
-    labels = (x[:, 0, :2, :2].sum((1, 2)) > 0).long() + (x[:, 0, 2:4, 2:4].sum((1, 2)) > 0).long()
-    flip = torch.rand(n, generator=generator) < 0.4
-    flip[N_TRAIN:] = False
-    labels[flip] = (labels[flip] + 1) % 3
-    splits = [list(range(N_TRAIN)), list(range(N_TRAIN, n))]
-    datasets = Datasets(range(n), tfms=[[lambda i: x[i]], [lambda i: TensorCategory(labels[i])]], splits=splits)
-    dls = datasets.dataloaders(bs=16, val_bs=16, drop_last=True)
-    torch.manual_seed(0)
-    if flatten_first:  # views its input as laid out in memory: fails on channels-last images
-        model = nn.Sequential(Flattening(), nn.Linear(n_channels * SIDE * SIDE, 3))
-    else:
-        model = nn.Sequential(nn.Conv2d(n_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Flatten(), nn.Linear(8 * (SIDE // 2) ** 2, 3))
-    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cb)
+@pytest.fixture
+def image_learner(random_image_learner):
+    """``make(cb, n_channels=1, flatten_first=False)``: a learner on random images (conftest) with a
+    small CNN, or with a model that flattens its input first."""
+
+    def make(cb, n_channels=1, flatten_first=False):
+        def model():
+            if flatten_first:  # views its input as laid out in memory: fails on channels-last images
+                return nn.Sequential(Flattening(), nn.Linear(n_channels * SIDE * SIDE, 3))
+            return nn.Sequential(nn.Conv2d(n_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Flatten(), nn.Linear(8 * (SIDE // 2) ** 2, 3))
+
+        return random_image_learner(cb, n_channels, SIDE, model)
+
+    return make
 
 
 class Flattening(nn.Module):
@@ -89,7 +84,7 @@ def unmixed_forwards(learn):
 
 
 @pytest.mark.parametrize("n_channels", [1, 3])
-def test_lnc_mode_on_a_cpu_makes_the_forward_of_each_batch_in_channels_last_order(n_channels):
+def test_lnc_mode_on_a_cpu_makes_the_forward_of_each_batch_in_channels_last_order(n_channels, image_learner):
     cb = Memorising(warmup=0)
     seen = unmixed_forwards(image_learner(cb, n_channels))
     assert cb.channels_last_ and len(seen) == 2 * (N_TRAIN // 16)  # every batch of the two memorising epochs
@@ -99,7 +94,7 @@ def test_lnc_mode_on_a_cpu_makes_the_forward_of_each_batch_in_channels_last_orde
 @pytest.mark.parametrize("make", [lambda: Memorising(warmup=0, channels_last=False),
                                   lambda: DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0)],
                          ids=["channels_last=False", "paper preset"])
-def test_it_is_off_when_asked_and_in_the_paper_presets_unless_asked(make):
+def test_it_is_off_when_asked_and_in_the_paper_presets_unless_asked(make, image_learner):
     cb = make()
     seen = unmixed_forwards(image_learner(cb, 3))
     assert not cb.channels_last_ and seen and not any(ordered for ordered, _ in seen)
@@ -108,7 +103,7 @@ def test_it_is_off_when_asked_and_in_the_paper_presets_unless_asked(make):
     assert asked.channels_last_ and seen and all(ordered for ordered, _ in seen)
 
 
-def test_a_model_that_fails_on_channels_last_images_gets_them_as_they_are_with_a_warning():
+def test_a_model_that_fails_on_channels_last_images_gets_them_as_they_are_with_a_warning(image_learner):
     cb = Memorising(warmup=0)
     learn = image_learner(cb, 3, flatten_first=True)
     with learn.no_bar(), learn.no_logging(), pytest.warns(RuntimeWarning, match="channels-last inputs"):
