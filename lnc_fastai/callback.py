@@ -227,10 +227,10 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         model pool in channels-last order: its input is copied into that order and its output
         back (:func:`lnc_fastai.pooling.max_pooling_channels_last`). A maximum does not depend on
         the order its values are read in, so the logits are those of the model as it is, to the
-        last bit, in every mode. On this project's CPU the small CNN's eval forward took about
-        half as long (``docs/training.md``, "Max pooling in channels-last order"). "auto" (the
-        default): with the model on a CPU (unmeasured on accelerators). A model whose forward
-        fails with it runs without it, with a warning.
+        last bit, in every mode. On this project's CPU a bare eval forward of the small CNN over
+        its training set took 31-41% less time (``docs/training.md``, "Max pooling in
+        channels-last order"). "auto" (the default): with the model on a CPU (unmeasured on
+        accelerators). A model whose forward fails with it runs without it, with a warning.
     keep_pass_inputs : "auto", bool or int
         Keep the per-epoch pass's input batches in host memory within a fit, so that the data
         pipeline builds them once rather than at every pass (on a CPU, building them cost about
