@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["MAX_POOLING", "max_pooling_channels_last", "PoolingForward"]
+__all__ = ["MAX_POOLING", "pooling_modules", "max_pooling_channels_last", "PoolingForward"]
 
 # The pooling modules taken over. Adaptive max pooling to one value per channel (fastai's
 # AdaptiveConcatPool2d) took as long in either order on this project's CPU, so the copy would
@@ -29,14 +29,20 @@ def _plain_strided_images(x):
     return torch.is_tensor(x) and x.ndim == 4 and torch.is_floating_point(x) and x.stride(1) != 1
 
 
+def pooling_modules(model):
+    """The modules of ``model`` that :func:`max_pooling_channels_last` takes over."""
+    return [module for module in model.modules() if isinstance(module, MAX_POOLING) and not module.return_indices]
+
+
 @contextmanager
-def max_pooling_channels_last(model):
+def max_pooling_channels_last(model, modules=None):
     """Within the block, every ``nn.MaxPool2d`` of ``model`` (those that do not return indices)
     pools its images in channels-last order: its input is copied into that order, its output
     copied back to the usual one. Inputs already in channels-last order, and inputs that are not
     batches of floating-point images, pass as they are. Yields the number of pooling modules
     taken over; afterwards the model is as it was (its hooks are removed, also when the block
-    raises). Meant for forwards without gradients."""
+    raises). Meant for forwards without gradients. ``modules``: the model's
+    :func:`pooling_modules`, where the caller has them already."""
     copied = {}
 
     def before(module, args):
@@ -54,11 +60,10 @@ def max_pooling_channels_last(model):
 
     handles = []
     try:
-        for module in model.modules():
-            if isinstance(module, MAX_POOLING) and not module.return_indices:
-                handles.append(module.register_forward_pre_hook(before))
-                # first of the module's forward hooks: one of the model's own sees the output in the usual order
-                handles.append(module.register_forward_hook(after, prepend=True))
+        for module in pooling_modules(model) if modules is None else modules:
+            handles.append(module.register_forward_pre_hook(before))
+            # first of the module's forward hooks: one of the model's own sees the output in the usual order
+            handles.append(module.register_forward_hook(after, prepend=True))
         yield len(handles) // 2
     finally:
         for handle in handles:
@@ -69,15 +74,26 @@ class PoolingForward:
     """``model(*xb)``, with max pooling in channels-last order (:func:`max_pooling_channels_last`)
     while ``on``. A forward that raises a ``RuntimeError`` with it runs again without it, and so
     does every later call, after one ``RuntimeWarning`` (an error that the pooling did not cause
-    is raised by that second forward)."""
+    is raised by that second forward). The pooling modules are looked up once per model (the
+    callback makes one of these for each fit), not at every batch; a model without any is called
+    as it is."""
 
     def __init__(self, on=True):
         self.on = bool(on)
+        self._model, self._modules = None, []
+
+    def __getstate__(self):  # pickled and copied without the model it last ran
+        return {"on": self.on}
+
+    def __setstate__(self, state):
+        self.__init__(state["on"])
 
     def __call__(self, model, xb):
-        if self.on:
+        if self.on and model is not self._model:
+            self._model, self._modules = model, pooling_modules(model)
+        if self.on and self._modules:
             try:
-                with max_pooling_channels_last(model):
+                with max_pooling_channels_last(model, self._modules):
                     return model(*xb)
             except RuntimeError as error:
                 self.on = False

@@ -155,3 +155,22 @@ def test_whole_fits_are_the_same_to_the_last_bit_with_and_without_it(make, rando
 def test_channels_last_pooling_takes_auto_true_or_false():
     with pytest.raises(ValueError, match="channels_last_pooling must be 'auto', True or False"):
         DynamicBootstrapMixUp(channels_last_pooling="fast")
+
+
+def test_the_pooling_modules_are_looked_up_once_per_model_and_not_pickled_with_it():
+    import copy
+    import pickle
+
+    model = pooling_cnn(3)
+    x = torch.randn(2, 3, SIDE, SIDE)
+    forward = PoolingForward()
+    with torch.inference_mode():
+        expected = model(x)
+        assert torch.equal(forward(model, (x,)), expected)
+        looked_up = forward._modules
+        assert len(looked_up) == 2 and forward(model, (x,)) is not None and forward._modules is looked_up
+        other = pooling_cnn(1)
+        forward(other, (torch.randn(2, 1, SIDE, SIDE),))
+    assert forward._model is other and forward._modules is not looked_up
+    for restored in (pickle.loads(pickle.dumps(forward)), copy.deepcopy(forward)):
+        assert restored.on and restored._model is None and restored._modules == []
