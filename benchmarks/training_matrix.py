@@ -309,7 +309,8 @@ def write_tables(runs, args):
         "differ). Runs from 2026-12-01 on record theirs (`machine`, `finished` in the JSON); the earlier ones ran "
         "on an AMD EPYC. In the cells where lnc's default makes its memorisation call (digits at 50, 80 and 90%, "
         "MNIST-2000 at 80 and 90%) the default was re-run on 2026-12-01 with the rewind at the call, on an Intel "
-        "Xeon; M-DYR-H was re-run there, seeded, on the digits at 80 and 90% (paired with the default there), not "
+        "Xeon, and again late that day with the prediction floor after the call (`prediction_floor`); M-DYR-H was "
+        "re-run there, seeded, on the digits at 80 and 90% (paired with the default there), not "
         "on MNIST-2000 (its runs there are the older, unseeded AMD ones). Run times of 2026-12-01 are not "
         "comparable with the earlier ones (another machine, at times shared with other jobs).",
     ]

@@ -27,7 +27,7 @@ __all__ = ["StateMixin", "save_checkpoint", "load_checkpoint", "SaveModelWithSta
 
 STATE_FORMAT = "lnc-callback-state/1"
 ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "target_average_", "_previous_flags",
-          "_previous_predictions")
+          "_previous_predictions", "confidence_")
 # lnc mode's memory of the run so far (plain numbers, strings and lists of numbers)
 LNC_STATE = ("noise_regime_", "memorising_since_", "bootstrap_since_", "collapse_guard_", "widest_classes_",
              "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_", "fitted_since_",
@@ -60,6 +60,7 @@ class StateMixin:
         for name, value in (("fitted_share", None), ("fitted_since_", None), ("unmixed_until_memorising", False),
                             ("fresh_targets", False), ("unmixed_", False), ("fresh_targets_used_", False),
                             ("settling_", False), ("rewind", False), ("memorising_gain", 1.0),
+                            ("prediction_floor", False), ("confidence_", None),
                             ("_rewind_point", None), ("rewound_to_", None), ("keep_pass_inputs", "auto"),
                             ("_pass_inputs", None), ("pass_from_batches", False), ("_batch_outputs", None),
                             ("pass_from_batches_", False), ("channels_last", False), ("channels_last_", False),

@@ -22,7 +22,7 @@ from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
 from lnc_sklearn.noise_rate import count_noise
 
 from .adaptive import (class_prior, collapse_guard, effective_classes, label_fit, memorisation, memorising, noise_regime,
-                       running_average, still_improving)
+                       prediction_floor, running_average, still_improving)
 from .batch_outputs import sample_outputs
 from .batches import WEIGHT_CLIP, check_targets, eval_mode, plain
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
@@ -267,6 +267,8 @@ class TrackingMixin:
         if previous is not None and previous.shape != probabilities.shape:  # other data than before
             previous = None
         self.target_average_ = running_average(previous, probabilities, self.target_momentum)
+        # the softmax probability of each sample's predicted class (``prediction_floor``)
+        self.confidence_ = np.asarray(probabilities, dtype=np.float32).max(axis=1)
         effective = effective_classes(predictions, probabilities.shape[1])
         self.widest_classes_ = max(getattr(self, "widest_classes_", 0.0), effective)
         self.collapse_guard_ = collapse_guard(effective, self.widest_classes_)
@@ -323,6 +325,14 @@ class TrackingMixin:
                       label_fit=fit, fitted=self.fitted_since_ is not None,
                       rewound_to=float(self.rewound_to_) if self.epoch == self.memorising_since_ and self.rewound_to_ is not None else float("nan"))
 
+    def _prediction_floor_now(self):
+        """lnc mode with ``prediction_floor``, once the network memorises under heavy noise, with
+        the last pass's predictions and their softmax probabilities in hand."""
+        confidence, predictions = getattr(self, "confidence_", None), self.predictions_
+        return (self.mode == "lnc" and getattr(self, "prediction_floor", False) and self.memorising_since_ is not None
+                and confidence is not None and predictions is not None
+                and confidence.shape == predictions.shape == self.labels_.shape)
+
     def _device_state(self, device):
         """lnc mode: the last pass's per-sample weights (p(noisy), clipped; a sample without a
         finite loss counts as noisy), targets, labels and the labels' class prior on ``device``;
@@ -334,6 +344,8 @@ class TrackingMixin:
             return None
         weights = np.clip(np.nan_to_num(self.p_noisy_, nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP)
         weights = np.minimum(weights * getattr(self, "weight_gain", 1.0), WEIGHT_CLIP[1])
+        if self._prediction_floor_now():  # heavy noise, once memorising: confident disagreement counts
+            weights = np.minimum(prediction_floor(weights, self.predictions_, self.labels_, self.confidence_), WEIGHT_CLIP[1])
         targets = self.target_average_
         n_classes = targets.shape[1]
         if self.bootstrap == "hard":

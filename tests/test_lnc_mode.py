@@ -21,11 +21,12 @@ from lnc_fastai.adaptive import (
     label_fit,
     memorisation,
     noise_regime,
+    prediction_floor,
     ramp,
     running_average,
     still_improving,
 )
-from lnc_fastai.batches import WEIGHT_CLIP
+from lnc_fastai.batches import WEIGHT_CLIP, plain
 from lnc_fastai.tracking import epoch_indices, per_sample_losses, tracking_batch_size
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
@@ -142,6 +143,20 @@ def test_label_fit_is_the_share_predicted_as_the_given_label():
         label_fit([0, 1], [0, 1, 2])
 
 
+def test_prediction_floor_raises_confident_disagreement_only():
+    weights = np.array([0.2, 0.2, 0.9, 0.5, 0.3], dtype=np.float32)
+    predictions = np.array([1, 0, 2, 1, 2])
+    labels = np.array([0, 0, 1, 1, 0])
+    confidence = np.array([0.8, 0.99, 0.6, 0.97, np.nan], dtype=np.float32)
+    floored = prediction_floor(weights, predictions, labels, confidence)
+    # another class than the label: at least its confidence (never lowered); the label itself, or
+    # no finite confidence: the weight as it is
+    assert floored.tolist() == pytest.approx([0.8, 0.2, 0.9, 0.5, 0.3])
+    assert floored.dtype == np.float32
+    with pytest.raises(ValueError, match="one value per sample"):
+        prediction_floor(weights, predictions[:3], labels, confidence)
+
+
 def test_noise_regime():
     assert noise_regime(0.0, 0.0) == "none"
     assert noise_regime(0.05, 0.0) == "light"
@@ -254,9 +269,10 @@ class MemorisingFromEpochOne(DynamicBootstrapMixUp):
         super()._set_lnc_epoch()
 
 
-@pytest.mark.parametrize("fresh_targets", ["heavy", False])
-def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_targets):
-    cb = MemorisingFromEpochOne(warmup=0, fresh_targets=fresh_targets, memorising_gain=1.5)
+@pytest.mark.parametrize("fresh_targets,floor", [("heavy", True), (False, True), ("heavy", False)])
+def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_targets, floor):
+    gain = 1.0 if floor else 1.5  # (with the gain, this toy's p(noisy) is above every floor)
+    cb = MemorisingFromEpochOne(warmup=0, fresh_targets=fresh_targets, memorising_gain=gain, prediction_floor=floor)
     learn = indexed_learner(cb)
     seen = SeeBatches(cb)
     learn.add_cb(seen)
@@ -274,10 +290,18 @@ def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_tar
     scale = cb.history["bootstrap_scale"].iloc[1]
     assert scale > 0
     first_p, first_targets = cb.trace_first_p, cb.trace_first_targets
+    raised = 0
     for indices, weights, _ in seen.seen:  # the weights are the pass's p(noisy) either way, times the gain
-        p = np.clip(np.nan_to_num(first_p[indices.numpy()], nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP)
-        expected = np.minimum(p * 1.5, WEIGHT_CLIP[1]) * scale
-        assert np.allclose(weights.numpy(), expected, atol=1e-6)
+        i = indices.numpy()
+        p = np.clip(np.nan_to_num(first_p[i], nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP)
+        expected = np.minimum(p * gain, WEIGHT_CLIP[1])
+        if floor:  # and at least the pass's confidence where it predicts another class than the label
+            other = cb.trace_first_predictions[i] != cb.labels_[i]
+            floored = np.minimum(np.maximum(expected, np.where(other, cb.trace_first_confidence[i], 0)), WEIGHT_CLIP[1])
+            raised += int(np.count_nonzero(floored > expected + 1e-6))
+            expected = floored
+        assert np.allclose(weights.numpy(), expected * scale, atol=1e-6)
+    assert (raised > 0) == floor  # the floor lifted some weights here
     if fresh_targets:
         # one forward per batch, of the batch's own samples before mixing; the targets its one-hot argmax
         assert len(unmixed) == len(seen.seen)
@@ -535,8 +559,44 @@ def keep_first_pass(monkeypatch):
         original(self)
         if self.epoch == 0:
             self.trace_first_p, self.trace_first_targets = self.p_noisy_.copy(), self.target_average_.copy()
+            self.trace_first_predictions, self.trace_first_confidence = self.predictions_.copy(), self.confidence_.copy()
 
     monkeypatch.setattr(DynamicBootstrapMixUp, "_track_and_refit", tracked)
+
+
+class FloorSpy(MemorisingFromEpochOne):
+    """Keeps, for each batch whose weights come from its own forward, the weights and that
+    forward's confidence and disagreement with the labels."""
+
+    def noise_weights_and_targets(self, xb, labels, floor=False):
+        weights, targets = super().noise_weights_and_targets(xb, labels, floor=floor)
+        confidence, predictions = self.unmixed_logits(xb).softmax(1).max(1)
+        self.spied.append((floor, weights.clone(), confidence, predictions != plain(labels)))
+        return weights, targets
+
+
+@pytest.mark.parametrize("floor", [True, False])
+def test_the_prediction_floor_without_sample_indices_comes_from_the_batch_forward(monkeypatch, floor):
+    """Where the batches' sample indices are unknown (a DataLoader without them), the floor reads
+    each batch's own forward."""
+    import lnc_fastai.callback
+
+    monkeypatch.setattr(lnc_fastai.callback, "epoch_indices", lambda dl: None)
+    cb = FloorSpy(warmup=0, prediction_floor=floor)
+    cb.spied = []
+    learn = indexed_learner(cb)
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        learn.fit(2, 1e-2)
+    assert cb._use_indices is False and cb.spied
+    assert all(f == floor for f, *_ in cb.spied)  # asked for once memorising, as the index path does
+    raised = False
+    for _, weights, confidence, other in cb.spied:
+        bound = torch.clamp(confidence[other], max=WEIGHT_CLIP[1])
+        if floor:
+            assert torch.all(weights[other] >= bound - 1e-6)
+        raised |= bool((weights[other] < bound - 1e-6).any())
+    assert raised != floor  # without the floor some disagreeing samples weigh less than their confidence
 
 
 def test_labels_that_do_not_match_their_indices_stop_the_index_path():
@@ -792,6 +852,8 @@ def test_rewind_and_memorising_gain_are_checked():
     for bad in ("yes", 1):
         with pytest.raises(ValueError, match="rewind must be True or False"):
             DynamicBootstrapMixUp(rewind=bad)
+        with pytest.raises(ValueError, match="prediction_floor must be True or False"):
+            DynamicBootstrapMixUp(prediction_floor=bad)
     for bad in (0.5, float("inf"), True, "2"):
         with pytest.raises(ValueError, match="memorising_gain must be a finite number >= 1"):
             DynamicBootstrapMixUp(memorising_gain=bad)

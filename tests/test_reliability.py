@@ -276,3 +276,23 @@ def test_a_callback_exported_before_the_rewind_loads_without_it():
     memorising = DynamicBootstrapMixUp(memorising_gain=1.5)
     memorising.memorising_since_ = 3
     assert memorising.weight_gain == 1.5 and DynamicBootstrapMixUp.preset("m-dyr-h", memorising_gain=1.5).weight_gain == 1.0
+
+
+def test_a_callback_exported_before_the_prediction_floor_loads_without_it():
+    """Learners exported before ``prediction_floor`` unpickle with the weights of then (no floor)."""
+    import pickle
+
+    cb = DynamicBootstrapMixUp()
+    for name in ("prediction_floor", "confidence_"):
+        del cb.__dict__[name]
+    old = pickle.loads(pickle.dumps(cb))
+    assert old.prediction_floor is False and old.confidence_ is None
+    old.memorising_since_ = 3  # memorising under heavy noise: still no floor
+    old.predictions_ = old.labels_ = np.zeros(4, dtype=np.int64)
+    assert not old._prediction_floor_now()
+    new = DynamicBootstrapMixUp()
+    new.memorising_since_, new.predictions_, new.labels_ = 3, np.ones(4, dtype=np.int64), np.zeros(4, dtype=np.int64)
+    new.confidence_ = np.full(4, 0.9, dtype=np.float32)
+    assert new._prediction_floor_now()
+    new.prediction_floor = False
+    assert not new._prediction_floor_now()
