@@ -323,7 +323,9 @@ def main():
         variants = {name: cb for name, cb in variants.items() if "as before" not in name}
     if device.type != "cpu":  # channels_last is "auto" (lnc mode) on a CPU only: both comparisons are CPU figures
         del variants["memorising, plain order (channels_last=False)"], variants["M-DYR-H (paper preset), channels_last=True"]
-    if device.type != "cpu" or args.model != "small-cnn":  # channels_last_pooling: "auto" on a CPU; max pooling in the small CNN only
+    # channels_last_pooling is "auto" on a CPU, and only the small CNN has max pooling: compared there only
+    pooling_compared = device.type == "cpu" and args.model == "small-cnn"
+    if not pooling_compared:
         variants = {name: cb for name, cb in variants.items() if "plain pooling" not in name}
     if device.type == "cuda" or rounds_of == 1:  # the default then tracks every epoch, as tracking_every=1 does
         del variants["DynamicBootstrapMixUp(tracking_every=1)"]
@@ -390,8 +392,7 @@ def main():
     print(frame.to_string(index=False))
     # What any per-epoch loss pass must at least spend: the bare forward over the training set.
     bare_forward, pass_bs = bare_forward_seconds(learners["fastai MixUp"][0], args)
-    pooled = device.type == "cpu" and args.model == "small-cnn"  # channels_last_pooling's "auto", a model with max pooling
-    bare_pooled = bare_forward_seconds(learners["fastai MixUp"][0], args, pooling=True)[0] if pooled else None
+    bare_pooled = bare_forward_seconds(learners["fastai MixUp"][0], args, pooling=True)[0] if pooling_compared else None
     setting = []
     if args.fp16:
         setting.append("mixed precision (fp16)")

@@ -730,8 +730,7 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         from a forward of the batch where the indices are not known."""
         idx = self._batch_index(labels)
         if idx is None:
-            floor = self.prediction_floor and self.memorising_since_ is not None
-            weights, targets = self.noise_weights_and_targets(self.xb, labels, floor=floor)
+            weights, targets = self.noise_weights_and_targets(self.xb, labels, floor=self._floor_after_call())
             return (weights * self.weight_gain).clamp_(max=WEIGHT_CLIP[1]) * self.bootstrap_scale_, targets
         state = self._per_sample
         weights = state["weights"][idx] * self.bootstrap_scale_

@@ -325,12 +325,16 @@ class TrackingMixin:
                       label_fit=fit, fitted=self.fitted_since_ is not None,
                       rewound_to=float(self.rewound_to_) if self.epoch == self.memorising_since_ and self.rewound_to_ is not None else float("nan"))
 
+    def _floor_after_call(self):
+        """lnc mode with ``prediction_floor``, once the network memorises under heavy noise: the
+        bootstrapping weights get the prediction floor (from the pass, or from a batch's forward)."""
+        return self.mode == "lnc" and getattr(self, "prediction_floor", False) and self.memorising_since_ is not None
+
     def _prediction_floor_now(self):
-        """lnc mode with ``prediction_floor``, once the network memorises under heavy noise, with
-        the last pass's predictions and their softmax probabilities in hand."""
+        """:meth:`_floor_after_call`, with the last pass's predictions and their softmax
+        probabilities in hand."""
         confidence, predictions = getattr(self, "confidence_", None), self.predictions_
-        return (self.mode == "lnc" and getattr(self, "prediction_floor", False) and self.memorising_since_ is not None
-                and confidence is not None and predictions is not None
+        return (self._floor_after_call() and confidence is not None and predictions is not None
                 and confidence.shape == predictions.shape == self.labels_.shape)
 
     def _device_state(self, device):
