@@ -11,7 +11,9 @@ Noise: ``sym`` relabels a fraction R of the samples to one of the *other* classe
 labels are wrong); ``asym`` flips a fraction R of some classes to a fixed similar class
 (``ASYMMETRIC``: the usual CIFAR-10 pairs; MNIST 2->7, 3->8, 5<->6, 7->1; Fashion-MNIST
 T-shirt->shirt, pullover->coat, sandal->sneaker, ankle boot->sneaker), so fewer than R of all
-labels are wrong. Models: ``cnn`` (two conv blocks) or ``resnet`` (PreAct ResNet-18, width 16).
+labels are wrong; ``pair`` flips a fraction R of every class to the next one (i -> i+1 mod 10).
+Models: ``cnn`` (two conv blocks), ``resnet`` (PreAct ResNet-18, width 16) or ``mlp`` (two
+hidden layers of 256). ``--offset`` starts at another training image than the first.
 
 Data (``mnist.npz``, ``fashion_mnist.npz``, ``cifar10_jpeg.npz``) is read from
 ``--data-dir``, else ``$LNC_DATA_DIR``.
@@ -41,10 +43,11 @@ ASYMMETRIC = {
 }
 
 
-def load_images(data_dir, dataset, n_train):
-    """First ``n_train`` training images (N, C, H, W float32 in [0, 1]) and labels."""
+def load_images(data_dir, dataset, n_train, offset=0):
+    """``n_train`` training images from ``offset`` on (N, C, H, W float32 in [0, 1]) and labels."""
     x_train, y_train, _, _ = load_arrays(dataset, data_dir)
-    return as_float_images(x_train[:n_train]), np.asarray(y_train[:n_train], dtype=np.int64)
+    part = slice(offset, offset + n_train)
+    return as_float_images(x_train[part]), np.asarray(y_train[part], dtype=np.int64)
 
 
 def small_cnn(channels):
@@ -58,6 +61,8 @@ def small_cnn(channels):
 def make_model(name, channels):
     if name == "resnet":
         return PreActResNet18(width=16, in_channels=channels)
+    if name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     return small_cnn(channels)
 
 
@@ -98,9 +103,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["mnist", "fashion_mnist", "cifar10"], default="fashion_mnist")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.5, 0.8])
-    parser.add_argument("--type", choices=["sym", "asym"], default="sym")
-    parser.add_argument("--model", choices=["cnn", "resnet"], default="cnn")
+    parser.add_argument("--type", choices=["sym", "asym", "pair"], default="sym")
+    parser.add_argument("--model", choices=["cnn", "resnet", "mlp"], default="cnn")
     parser.add_argument("--n-train", type=int, default=20000)
+    parser.add_argument("--offset", type=int, default=0, help="the first training image used")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--seed", type=int, nargs="+", default=[0])
@@ -110,7 +116,7 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    images, labels = load_images(args.data_dir, args.dataset, args.n_train)
+    images, labels = load_images(args.data_dir, args.dataset, args.n_train, args.offset)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for seed in args.seed:
@@ -118,10 +124,12 @@ def main():
             if args.type == "sym":
                 noisy, noise_mask = symmetric_noise(labels, rate, include_true_class=False, random_state=seed)
             else:
-                noisy, noise_mask = asymmetric_noise(labels, rate, ASYMMETRIC[args.dataset], random_state=seed)
+                mapping = ASYMMETRIC[args.dataset] if args.type == "asym" else {c: (c + 1) % 10 for c in range(10)}
+                noisy, noise_mask = asymmetric_noise(labels, rate, mapping, random_state=seed)
             print(f"{args.dataset}, {rate:.0%} {args.type} noise ({noise_mask.mean():.1%} wrong), seed {seed}")
             losses, probs = train_trace(images, noisy, args.epochs, seed, args.lr, args.model, labels)
-            name = f"{args.dataset}_{args.model}_{args.type}{int(round(rate * 100))}_s{seed}.npz"
+            start = f"_o{args.offset}" if args.offset else ""
+            name = f"{args.dataset}_{args.model}{start}_{args.type}{int(round(rate * 100))}_s{seed}.npz"
             path = out / name
             tmp = path.with_name(path.stem + ".tmp.npz")
             np.savez_compressed(tmp, losses=losses, probs=probs, noisy_labels=noisy, true_labels=labels,

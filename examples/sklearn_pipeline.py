@@ -1,10 +1,12 @@
-"""The detectors as ordinary scikit-learn estimators: in a Pipeline, and tuned by
+"""The detectors as ordinary scikit-learn estimators: in a Pipeline, given the labels and a
+model's predicted probabilities through scikit-learn's metadata routing, and tuned by
 GridSearchCV, which picks the parameters with the best held-out ``score`` (mean
 log-likelihood). The score compares fits of one normalisation, so the grid varies the EM
 settings and keeps ``percentiles`` fixed. Run: ``python examples/sklearn_pipeline.py``.
 """
 
 import numpy as np
+import sklearn
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -19,7 +21,7 @@ def confidence_to_loss(confidences):
 
 
 def main():
-    losses, _, _, changed, _ = digits_training_losses()
+    losses, noisy, _, changed, probs = digits_training_losses()
     confidences = np.exp(-losses)  # the probability given to the label: higher = cleaner
 
     # A Pipeline: a transformer that turns a column of confidences (the probability given to
@@ -34,6 +36,18 @@ def main():
     flagged = pipeline.predict(confidences[:, None]).astype(bool)
     print(f"Pipeline(-log, Beta mixture): {pipeline[-1].noise_rate_:.3f} estimated noise, flagged "
           f"{flagged.sum()}, of which {changed[flagged].mean():.1%} truly mislabelled")
+
+    # The labels go in as y; the predicted probabilities as metadata, which a Pipeline routes to
+    # the steps that ask for them (scikit-learn's metadata routing, switched on here).
+    with sklearn.config_context(enable_metadata_routing=True):
+        routed = make_pipeline(
+            FunctionTransformer(confidence_to_loss, feature_names_out="one-to-one"),
+            BetaMixtureNoiseDetector().set_fit_request(pred_probs=True),
+        )
+        routed.fit(confidences[:, None], noisy, pred_probs=probs)
+        count = routed[-1].noise_count_
+        print(f"Pipeline with labels and pred_probs: {count.rate:.3f} estimated noise (90% interval "
+              f"{count.interval[0]:.3f}-{count.interval[1]:.3f}, {count.source}; true {changed.mean():.3f})")
 
     # GridSearchCV over the EM settings, scored by held-out log-likelihood. Every candidate
     # shares the default normalisation (percentiles), which the score cannot compare across.

@@ -160,13 +160,15 @@ def still_improving(history, patience=3, min_gain=0.025):
     return max(values[-patience:]) > max(values[:-patience]) + min_gain * (max(values) - min(values))
 
 
-def noise_regime(rate, from_mixture):
-    """``"none"`` (the detector counts no wrong labels), ``"light"`` (it counts some, among labels
-    the network mostly believes) or ``"heavy"`` (the network disbelieves most labels: the rate is
-    the mixture's)."""
-    if from_mixture:
+def noise_regime(count):
+    """``"heavy"`` where the network disbelieves most labels (``count.most_disbelieved``),
+    ``"light"`` where the count puts some labels as wrong among labels the network mostly
+    believes (its rate is above 0: a group of disbelieved labels stands apart, or at least 2%
+    are confidently disbelieved, :mod:`lnc_sklearn.noise_count`), else ``"none"``. The policy
+    acts on the estimate, not on the verdict, which says how sure that estimate is."""
+    if count.most_disbelieved:
         return "heavy"
-    return "light" if rate > 0 else "none"
+    return "light" if count.rate > 0 else "none"
 
 
 def prediction_floor(weights, predictions, labels, confidence):

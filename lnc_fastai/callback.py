@@ -132,7 +132,8 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         collapsed (``docs/training.md``).
     light_noise_rate : float
         lnc mode, wrong labels among labels the network mostly believes: bootstrapping starts once
-        the detector counts at least this share of the samples as wrong (and then goes on).
+        the count (:mod:`lnc_sklearn.noise_count`, from the losses and the labels) puts at least
+        this share of the samples as wrong (and then goes on).
         Below it the run stays plain mixup: an under-trained network's count also takes in clean
         samples it has not learnt yet, and bootstrapping them costs accuracy. Unless the network
         is seen to memorise the samples the count flagged (the heavy-noise call's test, with
@@ -313,9 +314,12 @@ class DynamicBootstrapMixUp(TrackingMixin, RewindMixin, ResultsMixin, StateMixin
         eval batches run slower per sample there) and four times it on a GPU.
 
     After fitting, ``detector_`` is the last usable fit, ``history`` (a DataFrame, one row per
-    epoch) holds the estimated noise rate (``noise_rate``, the log-odds count of
-    :class:`lnc_sklearn.BetaMixtureNoiseDetector`, whichever detector trains; shown in the
-    progress table), how clearly the wrong labels stand apart (``noise_separation``), the mean
+    epoch) holds the estimated noise rate (``noise_rate``, the count from the losses and the given
+    labels of :class:`lnc_sklearn.BetaMixtureNoiseDetector`, whichever detector trains; shown in
+    the progress table) with its 90% interval (``noise_interval_low``, ``noise_interval_high``),
+    verdict (``noise_verdict``) and source (``noise_source``; ``noise_from_mixture`` is 1 where
+    the network disbelieves most labels), how clearly a group of wrong labels stands apart in
+    log-odds (``noise_separation``), the mean
     p(noisy) the training weights come from (``noise_fraction``), the AUC when ``noise_mask``
     was given, and the detector's fitted parameters; in lnc mode also the regime
     (``noise_regime``: none, light, heavy), ``memorisation``, the last validation accuracy

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lnc_sklearn import report_from_probabilities
+from lnc_sklearn import NoiseCount, report_from_probabilities
 from lnc_sklearn._atomic import atomic_path
 
 from .posterior_table import detector_input
@@ -41,17 +41,15 @@ class ResultsMixin:
 
         ``is_noisy`` is ``p_noisy > threshold`` when a threshold is given, else the history's count:
         within each given label, its share of samples with the highest losses (``p_noisy`` stays
-        what the training weights came from). ``report.attrs["noise_estimate"]`` holds the last epoch's
-        noise rate and separation, which ``noise_summary`` prints.
+        what the training weights came from). ``report.attrs["noise_count"]`` holds the last epoch's
+        count (a :class:`lnc_sklearn.NoiseCount`), which ``noise_summary`` prints.
         """
         self._check_tracked()
         n = self.losses_.size
         record = self.epoch_records[-1] if self.epoch_records else {}
         flags = estimate = None
         if "noise_rate" in record:
-            estimate = {"noise_rate": record["noise_rate"], "noise_separation": record["noise_separation"],
-                        "noise_from_mixture": record.get("noise_from_mixture", 0.0),
-                        "min_separation": float(getattr(self.detector_, "min_separation", 2.5))}
+            estimate = _count_of(record)
             if threshold is None and self.noise_flags_ is not None:  # the count: each label's highest losses
                 flags = self.noise_flags_
         vocab = getattr(self.dls, "vocab", None)
@@ -70,7 +68,7 @@ class ResultsMixin:
             p_noisy_history=np.stack(self.trace["p_noisy"]) if kept else None,
             noise_mask=self.noise_mask,
             is_noisy=flags,
-            noise_estimate=estimate,
+            noise_count=estimate,
             threshold=threshold,
             sort=sort,
         )
@@ -135,3 +133,15 @@ class ResultsMixin:
         with atomic_path(path) as tmp:
             np.savez(tmp, **arrays)
         return path
+
+
+def _count_of(record):
+    """The count an epoch's record holds, as a :class:`lnc_sklearn.NoiseCount` (records from
+    before the interval give a point interval and the verdict the rate gave then)."""
+    rate = float(record["noise_rate"])
+    from_mixture = bool(record.get("noise_from_mixture", 0.0))
+    source = record.get("noise_source", "mixture" if from_mixture else "log-odds count")
+    verdict = record.get("noise_verdict", "cannot tell" if from_mixture else ("noise" if rate > 0 else "little or no noise"))
+    interval = (record.get("noise_interval_low", rate), record.get("noise_interval_high", rate))
+    return NoiseCount(rate, tuple(float(v) for v in interval), verdict, source,
+                      separation=float(record.get("noise_separation", float("nan"))), most_disbelieved=from_mixture)

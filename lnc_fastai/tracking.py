@@ -18,8 +18,8 @@ from fastprogress.fastprogress import progress_bar
 
 from sklearn.metrics import roc_auc_score
 
-from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
-from lnc_sklearn.noise_rate import count_noise
+from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning, NoiseCount
+from lnc_sklearn.noise_count import count_noise
 
 from .adaptive import (class_prior, collapse_guard, effective_classes, label_fit, memorisation, memorising, noise_regime,
                        prediction_floor, running_average, still_improving)
@@ -36,7 +36,7 @@ def default_detector(mode="paper"):
     """The detector the callback refits when given none. Paper mode: the paper's schedule with
     anchored M-steps, p(noisy) read off the mixture (``rate_estimate="mixture"``), so that the
     training weights are the ones the paper's methods were measured with (the noise count in the
-    history comes from the log-odds count all the same, :func:`lnc_sklearn.noise_rate.count_noise`).
+    history comes from the count from losses and labels all the same, :func:`lnc_sklearn.noise_count.count_noise`).
     lnc mode: ``BetaMixtureNoiseDetector()``, whose p(noisy) averages its noise count."""
     return BetaMixtureNoiseDetector() if mode == "lnc" else BetaMixtureNoiseDetector(rate_estimate="mixture")
 
@@ -181,8 +181,9 @@ def refit(detector, losses, labels=None):
         return None, f"the detector's fit degenerated ({degenerate[0].message})"
     if not np.all(np.isfinite(p_noisy)):
         return None, "the detector's fit gave non-finite p(noisy)"
-    found_none = getattr(candidate, "rate_estimate_used_", None) == "log-odds" and candidate.noise_rate_ == 0
-    if p_noisy.size == 0 or (np.ptp(p_noisy) < 1e-3 and not found_none):  # "no noise" is a usable answer
+    count = getattr(candidate, "noise_count_", None)
+    found_little = count is not None and count.rate < 0.01  # p(noisy) shifted towards 0: nearly flat
+    if p_noisy.size == 0 or (np.ptp(p_noisy) < 1e-3 and not found_little):  # "little noise" is a usable answer
         return None, "the detector's fit cannot tell samples apart (the same p(noisy) for every sample)"
     return candidate, None
 
@@ -257,7 +258,7 @@ class TrackingMixin:
         self.table = PosteriorTable.from_detector(self.detector_, losses[finite].max(initial=0.0), self.table_size, device)
         if lnc:
             self._update_targets(probabilities, predictions, labels)
-        counted = lnc and problem is None and fit_labels is not None and getattr(self.detector_, "rate_estimate_used_", None) == "log-odds"
+        counted = lnc and problem is None and fit_labels is not None and getattr(self.detector_, "noise_count_", None) is not None
         self._record_epoch(losses, p_noisy, probabilities, finite, self.detector_ if counted else None)
 
     def _update_targets(self, probabilities, predictions, labels):
@@ -293,8 +294,8 @@ class TrackingMixin:
             signal = memorisation(self.predictions_, self.labels_, previous, before, n_classes)
         self._previous_flags, self._previous_flags_epoch = self.noise_flags_.copy(), self.epoch
         self._previous_predictions = np.asarray(self.predictions_).copy()
-        self.noise_regime_ = noise_regime(count["rate"], count["from_mixture"])
-        self.light_rate_ = float(count["rate"]) if self.noise_regime_ == "light" else 0.0
+        self.noise_regime_ = noise_regime(count)
+        self.light_rate_ = float(count.rate) if self.noise_regime_ == "light" else 0.0
         # a network whose validation accuracy still rises is learning the labels it disbelieved
         learning = still_improving(getattr(self, "valid_fits_", None))
         memorises = memorising(share, signal, self.memorisation_threshold) and not learning
@@ -366,20 +367,26 @@ class TrackingMixin:
     def _record_epoch(self, losses, p_noisy, probabilities, finite, counted=None):
         if counted is not None:  # lnc mode: the detector counted within each label as it was fitted
             flags = counted.predict(detector_input(counted, losses[finite]).reshape(-1, 1), y=self.labels_[finite])
-            count = {"flags": flags.astype(bool), "rate": float(counted.noise_rate_),
-                     "separation": counted.noise_separation_, "from_mixture": float(counted.noise_from_mixture_ or 0.0)}
-        else:
+            count = counted.noise_count_
+        elif finite.any():
             # the count within each given label; where the network disbelieves most samples, the
-            # detector's mean p(noisy) per label (NaNs for an epoch without a finite loss)
-            count = count_noise(losses[finite], self.labels_[finite], p_noisy[finite])
+            # detector's mean p(noisy) per label
+            count, flags = count_noise(losses[finite], self.labels_[finite], p_noisy[finite])
+        else:  # an epoch without a finite loss counts nothing
+            count = NoiseCount(float("nan"), (float("nan"),) * 2, "cannot tell", "mixture", most_disbelieved=True)
+            flags = np.zeros(0, dtype=bool)
         self.noise_flags_ = np.zeros(losses.size, dtype=bool)
-        self.noise_flags_[finite] = count["flags"]
+        self.noise_flags_[finite] = flags.astype(bool)
         record = {
             "epoch": self.epoch,
-            "noise_rate": count["rate"],
-            "noise_separation": float(count["separation"]),
-            "noise_from_mixture": count["from_mixture"],
-            "noise_fraction": float(np.nanmean(p_noisy)),
+            "noise_rate": count.rate,
+            "noise_interval_low": count.interval[0],
+            "noise_interval_high": count.interval[1],
+            "noise_verdict": count.verdict,
+            "noise_source": count.source,
+            "noise_separation": float(count.separation),
+            "noise_from_mixture": float(count.most_disbelieved),  # the name it had: the rate was the mixture's
+            "noise_fraction": float(np.nanmean(p_noisy)) if finite.any() else float("nan"),
         }
         if self.mode == "lnc":
             self._update_regime(record, count)

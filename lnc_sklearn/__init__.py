@@ -8,15 +8,21 @@ of the suspects; the ``lnc-report`` command line (:mod:`lnc_sklearn.cli`)."""
 from .beta_mixture import BetaMixtureNoiseDetector, DegenerateFitWarning
 from .gaussian_mixture import GaussianMixtureNoiseDetector
 from .noise import CIFAR10_ASYMMETRIC, asymmetric_noise, symmetric_noise
+from .noise_count import NoiseCount, count_label_noise
 from .noise_rate import estimate_noise_rate
 from .persistence import load_detector, save_detector
-from .report import NoiseSummary, noise_report, noise_summary, report_from_probabilities
+from .probabilities import given_label_loss
+from .report import noise_report, report_from_probabilities
+from .summary import NoiseSummary, noise_summary
 
 __all__ = [
     "BetaMixtureNoiseDetector",
     "GaussianMixtureNoiseDetector",
     "DegenerateFitWarning",
     "estimate_noise_rate",
+    "NoiseCount",
+    "count_label_noise",
+    "given_label_loss",
     "symmetric_noise",
     "asymmetric_noise",
     "CIFAR10_ASYMMETRIC",

@@ -1,10 +1,12 @@
-"""What every two-component noise detector shares: input checks, normalisation, and the
-monotone posterior read out by ``predict_proba``, ``predict``, ``score`` and friends.
+"""What every two-component noise detector shares: input checks, normalisation, the noise count
+and the monotone posterior read out by ``predict_proba``, ``predict``, ``score`` and friends.
 
 A subclass fits its mixture on values already mapped to the unit interval (0 = cleanest)
-and answers three questions about it: the weighted log-density of each component
+and answers questions about it: the weighted log-density of each component
 (``_weighted_log_prob``), the interval outside which its raw posterior would stop rising
-(``_monotone_range``), and how many free parameters it has (``_n_parameters``).
+(``_monotone_range``), how many free parameters it has (``_n_parameters``) and where its
+densities live (``_density_support``). How the count is read out per sample (flags and the
+shifted posterior) is :mod:`lnc_sklearn._readout`'s.
 """
 
 import numbers
@@ -14,12 +16,13 @@ from abc import ABCMeta, abstractmethod
 import numpy as np
 from scipy.sparse import issparse
 from scipy.special import expit
-from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .noise_rate import bootstrap_noise_rates, count_noise, count_threshold, shift_to_mean
+from . import _readout
 from .normalization import log_span, percentile_bounds, to_unit_interval
+from .probabilities import check_pred_probs, label_columns
 
 __all__ = ["BaseNoiseDetector"]
 
@@ -35,24 +38,25 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         "percentiles": [tuple, list],
         "clip_eps": [Interval(numbers.Real, 0, 0.5, closed="left")],
         "monotone": [StrOptions({"reflect", "hold"}), "boolean"],
-        "rate_estimate": [StrOptions({"log-odds", "mixture"})],
+        "rate_estimate": [StrOptions({"count", "mixture", "log-odds"}, deprecated={"log-odds"})],
         "min_separation": [Interval(numbers.Real, 0, None, closed="left")],
-        "n_bootstrap": [Interval(numbers.Integral, 0, None, closed="left")],
+        "classes": ["array-like", None],
     }
 
-    def __init__(self, *, input_type, percentiles, clip_eps, monotone, rate_estimate, min_separation, n_bootstrap):
+    def __init__(self, *, input_type, percentiles, clip_eps, monotone, rate_estimate, min_separation, classes):
         self.input_type = input_type
         self.percentiles = percentiles
         self.clip_eps = clip_eps
         self.monotone = monotone
         self.rate_estimate = rate_estimate
         self.min_separation = min_separation
-        self.n_bootstrap = n_bootstrap
+        self.classes = classes
 
     # -- subclass hooks -------------------------------------------------------------------
     @abstractmethod
     def _fit_unit(self, x):
-        """Fit the mixture on ``x`` in ``[0, 1]``, components in any order."""
+        """Fit the mixture on ``x`` in ``[0, 1]``; return the sum of the fitted mixture's raw
+        p(noisy) over ``x`` where it is at hand (else None)."""
 
     @abstractmethod
     def _weighted_log_prob(self, x):
@@ -111,9 +115,27 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             eps=self.clip_eps,
         )
 
+    def _labels_and_probs(self, n, y, pred_probs):
+        """At fit: the labels as indices into ``classes_`` and the probabilities (or None)."""
+        if pred_probs is not None and y is None:
+            raise ValueError("pred_probs need the given labels too: fit(X, y=labels, pred_probs=...)")
+        if y is None:
+            return None, None
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {y.shape}")
+        if pred_probs is None:
+            if self.classes is not None:
+                return label_columns(y, len(self.classes), self.classes), None
+            return _label_indices(y), None
+        probs = check_pred_probs(pred_probs, n)
+        columns, classes = label_columns(y, probs.shape[1], self.classes)
+        return (columns, classes), probs
+
     # -- fitting --------------------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Fit the mixture to per-sample values.
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, *, pred_probs=None):
+        """Fit the mixture to per-sample values and count the wrong labels.
 
         Parameters
         ----------
@@ -121,123 +143,111 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             One loss (or, with ``input_type="confidence"``, one confidence in the given
             label) per training sample.
         y : array-like of shape (n_samples,), optional
-            The given (possibly wrong) label of each sample. With the default
-            ``rate_estimate="log-odds"`` the noise is then counted within each label (labels with
-            fewer than 200 samples together), which finds wrong labels flipped into a few classes
-            that the count over all samples misses; ``predict`` and ``predict_proba`` given the
-            labels flag and scale per label. The mixture itself is fitted on all values.
+            The given (possibly wrong) label of each sample: class indices or names. The
+            noise is then counted within each label, which finds wrong labels flipped into a
+            few classes that a count over all samples misses.
+        pred_probs : array-like of shape (n_samples, n_classes), optional
+            A model's predicted class probabilities for the same samples (with ``y``): the
+            count is then confident learning's, and p(noisy) uses every class's probability.
+            Columns are classes in the order of ``classes`` (by default the labels' sorted
+            order, as a scikit-learn classifier's ``classes_``; integer labels 0..K-1 are the
+            column numbers). Out-of-fold probabilities (``cross_val_predict``) count the
+            noise; a model's probabilities on its own training labels under-count the wrong
+            labels it has memorised.
 
         Returns
         -------
         self : object
             The fitted detector.
         """
-        self._validate_params()
         percentiles = self._validate_settings()
         values = self._check_values(X, reset=True)
+        labels, probs = self._labels_and_probs(values.size, y, pred_probs)
+        if probs is not None and self.rate_estimate == "mixture":
+            raise ValueError("pred_probs are read by the count (rate_estimate='count'); rate_estimate='mixture' reads "
+                             "the mixture alone")
         self.bounds_ = percentile_bounds(values, percentiles)
         low, high = self.bounds_
-        inside = values[(values >= low) & (values <= high)]
-        self._fit_unit(self._to_unit(inside))
-        self.n_fit_samples_ = inside.size
-        self._fit_noise_rate(values, y)
+        inside = (values >= low) & (values <= high)
+        inside_sum = self._fit_unit(self._to_unit(values[inside]))
+        self.classes_ = None if labels is None else labels[1]
+        if self.rate_estimate == "mixture":
+            self.noise_rate_ = self._mixture_rate(values, inside, inside_sum)
+            self.noise_rate_interval_ = self.noise_matrix_ = self.noise_count_ = None
+            self._readout = None
+            return self
+        if self.rate_estimate == "log-odds":
+            warnings.warn("rate_estimate='log-odds' is now called 'count'", FutureWarning, stacklevel=2)
+        problem = _domain_problem(values, self.input_type)
+        if problem is not None:
+            warnings.warn(f"the count needs {problem}; the noise rate is the mixture's mean p(noisy) instead",
+                          UserWarning, stacklevel=2)
+            self.noise_rate_ = self._mixture_rate(values, inside, None)
+            self.noise_rate_interval_ = self.noise_matrix_ = self.noise_count_ = None
+            self._readout = None
+            return self
+        raw_log_odds = self._monotone_log_odds(self._to_unit(values))
+        count, self._readout = _readout.fit_readout(
+            values, None if labels is None else labels[0], probs, raw_log_odds, self.input_type,
+            min_separation=self.min_separation)
+        if self.classes_ is not None:
+            count = _readout.with_classes(count, self.classes_)
+        self.noise_count_ = count
+        self.noise_rate_ = count.rate
+        self.noise_rate_interval_ = count.interval
+        self.noise_matrix_ = count.noise_matrix
         return self
 
-    def _bootstrap_seed(self):
-        """Seed of the bootstrap over samples: the detector's ``random_state`` if it has one."""
-        return getattr(self, "random_state", None)
+    def _mixture_rate(self, values, inside, inside_sum):
+        """The mixture's mean p(noisy) over all values. Where the fit gives the sum over the
+        values inside the bounds and no value there needs the monotone fix, the values outside
+        (all mapped to the two ends) are added from two read-outs, without a pass over the data."""
+        lo, hi = self._monotone_range() if self.monotone else (-np.inf, np.inf)
+        ends = np.array([self.clip_eps, 1.0 - self.clip_eps])
+        if inside_sum is None or lo > ends[0] or hi < ends[1]:
+            return float(expit(self._monotone_log_odds(self._to_unit(values))).mean())
+        below = int(np.count_nonzero(values < self.bounds_[0]))
+        above = values.size - below - int(inside.sum())
+        at_ends = expit(self._log_odds_on_unit(ends))
+        clean_end, noisy_end = at_ends if self.input_type == "loss" else at_ends[::-1]
+        return float((inside_sum + below * clean_end + above * noisy_end) / values.size)
 
-    def _fit_noise_rate(self, values, labels=None):
-        """Set ``noise_rate_`` and what goes with it (see the class docstring)."""
-        self.log_odds_shift_ = 0.0
-        self.noise_separation_ = float("nan")
-        self.noise_rate_interval_ = None
-        self.noise_evidence_ = None
-        self.threshold_ = None
-        self.noise_from_mixture_ = None
-        self.labels_seen_ = self.label_noise_rates_ = self.label_thresholds_ = self.label_log_odds_shifts_ = None
-        method = self.rate_estimate
-        if method == "log-odds":
-            problem = _log_odds_domain_problem(values, self.input_type)
-            if problem is not None:
-                warnings.warn(
-                    f"rate_estimate='log-odds' needs {problem}; the noise rate is the mixture's mean "
-                    "p(noisy) instead (rate_estimate='mixture')",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                method = "mixture"
-        self.rate_estimate_used_ = method
-        raw_log_odds = self._monotone_log_odds(self._to_unit(values))
-        p_mixture = expit(raw_log_odds)
-        if method == "mixture":
-            self.noise_rate_ = float(p_mixture.mean())
-            return
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != values.shape:
-                raise ValueError(f"y (the given labels) has shape {labels.shape} but X has {values.size} values")
-        count = count_noise(values, labels, p_mixture, self.input_type, min_separation=self.min_separation,
-                            with_flags=False)
-        self.noise_rate_ = count["rate"]
-        self.noise_separation_ = float(count["separation"])
-        self.noise_from_mixture_ = float(count["from_mixture"])
-        if labels is not None:
-            names, index, rates = count["names"], count["index"], count["rates"]
-            self.labels_seen_ = np.asarray([name for name in names if name is not None])
-            self.label_noise_rates_ = rates
-            self.label_thresholds_ = np.array([
-                count_threshold(values[index == g], rates[g], self.input_type) for g in range(len(names))
-            ])
-            self.label_log_odds_shifts_ = np.array([
-                shift_to_mean(raw_log_odds[index == g], max(rates[g], 0.1 / values.size)) for g in range(len(names))
-            ])
-        # With no noise found, p(noisy) averages 0.1 / n rather than 0: nothing is flagged, and
-        # the posterior still ranks the samples as the loss does.
-        self.log_odds_shift_ = shift_to_mean(raw_log_odds, max(self.noise_rate_, 0.1 / values.size))
-        self.threshold_ = count_threshold(values, self.noise_rate_, self.input_type)
-        if self.n_bootstrap and not self.noise_from_mixture_:  # the mixture's rate has no count to resample
-            rates = bootstrap_noise_rates(
-                values, self.input_type, self.n_bootstrap, self._bootstrap_seed(), labels=labels,
-                min_separation=self.min_separation,
-            )
-            self.noise_rate_interval_ = (float(np.quantile(rates, 0.05)), float(np.quantile(rates, 0.95)))
-            self.noise_evidence_ = float(np.mean(rates > 0))
+    def _evidence_at_predict(self, n, y, pred_probs):
+        """At predict: ``(label indices or None, probabilities or None)`` as the fit can use them."""
+        if y is None:
+            if pred_probs is not None:
+                raise ValueError("pred_probs need the given labels too: pass y=labels")
+            return None, None
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {y.shape}")
+        classes = getattr(self, "classes_", None)
+        if pred_probs is not None and "posterior" not in (getattr(self, "_readout", None) or {}):
+            raise ValueError("this detector was fitted without pred_probs; predict without them, or refit with them")
+        if pred_probs is None:
+            return (None if classes is None else _readout.class_index(classes, y)), None
+        probs = check_pred_probs(pred_probs, n)
+        if classes is None or probs.shape[1] != len(classes):
+            raise ValueError(f"pred_probs has {probs.shape[1]} columns but the detector was fitted with "
+                             f"{'no' if classes is None else len(classes)} classes")
+        return label_columns(y, len(classes), classes)[0], probs
 
-    def _label_group(self, labels, n):
-        """Each sample's group in ``label_*_`` (-1: none, use the overall values), or None when
-        the fit had no labels or none are given."""
-        if labels is None:
-            return None
-        labels = np.asarray(labels)
-        if labels.shape != (n,):
-            raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {labels.shape}")
-        if getattr(self, "labels_seen_", None) is None:
-            return None
-        seen = self.labels_seen_
-        group = np.full(n, -1)
-        if seen.size:
-            try:
-                where = np.clip(np.searchsorted(seen, labels), 0, seen.size - 1)
-                group = np.where(seen[where] == labels, where, -1)
-            except TypeError:  # labels of another type than at fit: none of them was seen
-                pass
-        pooled = self.label_noise_rates_.size > seen.size  # small labels were counted together
-        if pooled:
-            group[group == -1] = seen.size  # small and unseen labels: the pooled group
-        return group
-
-    def fit_predict(self, X, y=None):
-        """Fit, then return ``predict(X, y)`` (1 = noisy, 0 = clean)."""
-        return self.fit(X, y).predict(X, y)
+    def fit_predict(self, X, y=None, *, pred_probs=None):
+        """Fit, then return ``predict(X, y, pred_probs=pred_probs)`` (1 = noisy, 0 = clean)."""
+        return self.fit(X, y, pred_probs=pred_probs).predict(X, y, pred_probs=pred_probs)
 
     # -- read-outs ------------------------------------------------------------------------
-    def predict_proba(self, X, y=None):
+    def predict_proba(self, X, y=None, *, pred_probs=None):
         """Probability of each sample being clean (column 0) and noisy (column 1).
 
-        With the default ``rate_estimate="log-odds"``, the mixture's posterior below with one
-        constant added to its log-odds so that it averages ``noise_rate_`` over the training
-        values; given ``y``, the labels of a fit with labels, each label's constant instead.
+        With the default ``rate_estimate="count"``, p(noisy) averages the count: the
+        mixture's monotone posterior below with one constant added to its log-odds per given
+        label (given ``y``) or over all samples, so that it averages each label's estimated
+        share of wrong labels over the training values. Given ``pred_probs`` too (after a fit
+        with them), it reads every class's probability instead of the loss: the posterior
+        that the label is wrong under the estimated noise matrix, blended with the given
+        label's own probability (see :func:`lnc_sklearn._readout.probability_log_odds`), which
+        ranks class-conditional noise better than the loss does.
 
         By the method's premise, a higher loss never makes a sample less likely noisy, but
         a fitted mixture's raw posterior can turn: past a peak at the noisy end, where the
@@ -249,22 +259,19 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         - ``monotone="reflect"`` (default; ``True`` means the same): beyond the turning
           point the log-odds is reflected about its value there, ``2 f(turn) - f(x)``. The
           posterior is then strictly increasing in the loss (decreasing in the confidence)
-          over the whole range and ranks samples exactly as the loss does; it keeps the
-          mixture's value up to the turning point, and beyond it moves towards 0 (clean
-          end) or 1 (noisy end) as fast as the raw posterior moved the wrong way.
+          over the whole range and ranks samples exactly as the loss does.
         - ``monotone="hold"``: the posterior is held at its value at the turning point (the
-          reference code's fix, applied at both ends and without a table); samples beyond
-          it tie.
+          reference code's fix, applied at both ends); samples beyond it tie.
         - ``monotone=False``: the mixture's raw posterior.
         """
         check_is_fitted(self)
-        x = self._to_unit(self._check_values(X, reset=False))
-        log_odds = self._monotone_log_odds(x)
-        shift = np.full(x.size, getattr(self, "log_odds_shift_", 0.0))  # saved before the shift: none
-        group = self._label_group(y, x.size)
-        if group is not None:
-            shift[group >= 0] = self.label_log_odds_shifts_[group[group >= 0]]
-        p_noisy = expit(log_odds + shift)
+        values = self._check_values(X, reset=False)
+        log_odds = self._monotone_log_odds(self._to_unit(values))
+        readout = getattr(self, "_readout", None)
+        if readout is not None:
+            labels, probs = self._evidence_at_predict(values.size, y, pred_probs)
+            log_odds = _readout.shifted_log_odds(readout, log_odds, labels, probs)
+        p_noisy = expit(log_odds)
         return np.column_stack([1.0 - p_noisy, p_noisy])
 
     def _monotone_log_odds(self, x):
@@ -285,27 +292,27 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         log_prob = self._weighted_log_prob(x)
         return log_prob[:, 1] - log_prob[:, 0]
 
-    def predict(self, X, y=None):
+    def predict(self, X, y=None, *, pred_probs=None):
         """1 for a sample flagged as mislabelled, else 0.
 
-        With ``rate_estimate="log-odds"`` (the default) the flags match the count: a value is
-        flagged when it is at least as noisy as ``threshold_``, the ``round(noise_rate_ * n)``-th
-        noisiest training value, so on the training data ``noise_rate_`` of the samples are
-        flagged (more only where values tie), and none when no noise was found. Given ``y``
-        after a fit with labels, each label's own count and threshold (``label_thresholds_``).
-        With ``rate_estimate="mixture"``: where p(noisy) > 0.5, as in the paper.
+        With ``rate_estimate="count"`` (the default) the flags match the count: within each
+        given label (given ``y``), the ``round(rate * n)`` highest losses of the training
+        values and anything at least as noisy, so on the training data the estimated share
+        is flagged (more only where values tie). Given ``pred_probs`` too (after a fit with
+        them), confident learning's choice instead: per given label ``i`` and class ``j``,
+        the estimated number of samples labelled ``i`` that are ``j``, taken where the
+        probability of ``j`` most exceeds that of ``i``, of the samples the model does not
+        predict as their label. With ``rate_estimate="mixture"``: p(noisy) > 0.5, as in the
+        paper.
         """
         check_is_fitted(self)
-        threshold = getattr(self, "threshold_", None)
-        if getattr(self, "rate_estimate_used_", "mixture") == "mixture" or threshold is None:
+        readout = getattr(self, "_readout", None)
+        if readout is None:
             return (self.predict_proba(X)[:, 1] > 0.5).astype(np.int64)
         values = self._check_values(X, reset=False)
-        thresholds = np.full(values.size, threshold)
-        group = self._label_group(y, values.size)
-        if group is not None:
-            thresholds[group >= 0] = self.label_thresholds_[group[group >= 0]]
-        flagged = values >= thresholds if self.input_type == "loss" else values <= thresholds
-        return flagged.astype(np.int64)
+        labels, probs = self._evidence_at_predict(values.size, y, pred_probs)
+        noisiness = values if self.input_type == "loss" else -values
+        return _readout.flags(readout, noisiness, labels, probs).astype(np.int64)
 
     def to_unit_interval(self, X):
         """The values on the scale the mixture was fitted on: mapped with the stored bounds,
@@ -326,10 +333,8 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         Inside the fitted bounds this is the density of the normalised value times the
         Jacobian ``1 / (high - low)`` of the normalisation. The mixture is fitted on the values
         inside the bounds only, and values outside them are scored at the bound they are
-        clamped to, so this is not a density over the whole line: its exponential does not
-        integrate to 1 once the bounds clip data, by an amount that depends on ``percentiles``.
-        Compare scores between fits with the same normalisation (same ``percentiles``, same
-        training data): EM settings, not ``percentiles``.
+        clamped to, so this is not a density over the whole line. Compare scores between fits
+        with the same normalisation (same ``percentiles``, same training data).
         """
         check_is_fitted(self)
         x = self._to_unit(self._check_values(X, reset=False))
@@ -352,13 +357,7 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return -2 * self.score(X) * n + 2 * self._n_parameters()
 
     def __setstate__(self, state):
-        # Detectors pickled before the log-odds noise count had no such parameters: they read
-        # p(noisy) and the rate off the mixture, and go on doing so.
-        if "rate_estimate" not in state and "input_type" in state:
-            state = {"rate_estimate": "mixture", "min_separation": 2.5, "n_bootstrap": 0, **state}
-            if type(self).__name__ == "BetaMixtureNoiseDetector":
-                state.setdefault("random_state", None)
-        super().__setstate__(state)
+        super().__setstate__(_readout.migrate_state(type(self).__name__, state))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -366,7 +365,21 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return tags
 
 
-def _log_odds_domain_problem(values, input_type):
+def _label_indices(y):
+    """``(indices, classes)``: the labels as indices into their sorted distinct values."""
+    if y.dtype == object and all(isinstance(label, str) for label in y):
+        y = y.astype(str)
+    try:
+        classes, indices = np.unique(y, return_inverse=True)
+    except TypeError:
+        raise ValueError(
+            "the labels must all be of one kind (class indices, or class names as strings); got a mix of "
+            f"{sorted({type(label).__name__ for label in y})}"
+        ) from None
+    return indices.astype(np.int64), classes
+
+
+def _domain_problem(values, input_type):
     """Why ``values`` cannot be read as a label's probability, or None."""
     if input_type == "loss" and values.min() < 0:
         return f"cross-entropy losses (>= 0); the smallest value is {values.min()!r}"

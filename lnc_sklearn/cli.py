@@ -1,15 +1,17 @@
 """``lnc-report``: which samples in a file of per-sample losses are probably mislabelled.
 
 Reads a CSV, Parquet or ``.npy`` file with one loss (or confidence) per sample and optional
-label, prediction, item and noise-mask columns; fits the Beta mixture (or the Gaussian
-baseline); prints a summary and the top suspects; writes the report as CSV or Parquet and the
-plots as PNG. Bad input stops with a message saying what was wrong and exit status 2; outputs
+label, prediction, item and noise-mask columns, and a model's predicted probabilities (columns
+of the same file, or an ``(n, K)`` ``.npy`` matrix); fits the Beta mixture (or the Gaussian
+baseline) and counts the wrong labels from all of it; prints a summary and the top suspects;
+writes the report as CSV or Parquet and the plots as PNG. Bad input stops with a message saying what was wrong and exit status 2; outputs
 are written whole or not at all; ``.npy`` files are read with ``allow_pickle=False``.
 
 Run ``lnc-report --help`` for the options.
 """
 
 import argparse
+import fnmatch
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +22,9 @@ import pandas as pd
 from ._atomic import atomic_path
 from .beta_mixture import BetaMixtureNoiseDetector
 from .gaussian_mixture import GaussianMixtureNoiseDetector
-from .report import noise_report, noise_summary
+from .probabilities import check_pred_probs, given_label_loss
+from .report import noise_report
+from .summary import noise_summary
 
 __all__ = ["main", "read_table", "InputError"]
 
@@ -165,6 +169,8 @@ def _check_output(path, suffixes, what):
 def write_report(report, path):
     """Write the report as CSV or Parquet (by suffix), whole or not at all."""
     path = Path(path)
+    report = report.copy()
+    report.attrs = {}  # the count is printed, not stored in the file
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".csv":
             report.to_csv(tmp, index_label="row")
@@ -180,11 +186,19 @@ def build_parser():
         epilog="Exit status 2 means the input was not usable; the message says why.",
     )
     parser.add_argument("input", help="a .csv, .parquet or .npy file, one row per training sample")
-    parser.add_argument("--column", help="the column of losses/confidences (default: 'loss' or 'confidence')")
+    parser.add_argument("--column", help="the column of losses/confidences (default: 'loss' or 'confidence'; "
+                        "without one, the given labels' losses are computed from the probabilities)")
     parser.add_argument("--input-type", choices=("loss", "confidence"), default="loss",
                         help="losses (higher = noisier; default) or confidences in the given label (higher = cleaner)")
     parser.add_argument("--label-column", help="the given labels (class indices or names)")
     parser.add_argument("--predicted-column", help="the model's predicted labels")
+    parser.add_argument("--probs-columns", nargs="+", metavar="COLUMN",
+                        help="the model's predicted probabilities, one column per class in class order; "
+                             "shell-style patterns such as 'prob_*' match columns in file order")
+    parser.add_argument("--probs", metavar="FILE.npy", help="the predicted probabilities as an (n, K) .npy matrix")
+    parser.add_argument("--classes", nargs="+", metavar="CLASS",
+                        help="the class of each probability column, in column order (default: integer labels are "
+                             "the column numbers, other labels map to the columns in sorted order)")
     parser.add_argument("--item-column", help="what each row is (file name, id), copied into the report")
     parser.add_argument("--noise-mask-column", help="the true 0/1 'is mislabelled' flag, for experiments")
     parser.add_argument("--detector", choices=("beta", "gaussian"), default="beta",
@@ -192,14 +206,41 @@ def build_parser():
     parser.add_argument("--threshold", type=float, default=None,
                         help="flag samples with p_noisy above this (default: flag the estimated number of wrong "
                              "labels, the noisiest first)")
-    parser.add_argument("--bootstrap", type=int, default=100, metavar="N",
-                        help="bootstrap resamples for the noise rate's 90%% interval (default 100; 0: none)")
+    parser.add_argument("--bootstrap", type=int, help=argparse.SUPPRESS)  # removed: the interval needs none
     parser.add_argument("--output", "-o", help="write the report here (.csv or .parquet)")
     parser.add_argument("--sort", action="store_true", help="write the rows most suspect first (default: input order)")
     parser.add_argument("--plot", help="write the loss histogram with the fitted mixture here (.png)")
     parser.add_argument("--posterior-plot", help="write the p(noisy | loss) curve here (.png)")
     parser.add_argument("--top", type=int, default=10, help="suspects to print (0: none)")
     return parser
+
+
+def _probabilities(args, frame, source):
+    """The predicted probabilities asked for (``--probs`` or ``--probs-columns``), or None."""
+    if args.probs:
+        path = Path(args.probs)
+        if path.suffix.lower() != ".npy":
+            raise InputError(f"--probs {path}: give an (n, K) .npy matrix")
+        try:
+            probs = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise InputError(f"--probs {path} is not a readable numeric .npy file: {error}") from None
+        name = path.name
+    elif args.probs_columns:
+        names = []
+        for pattern in args.probs_columns:
+            matched = [str(c) for c in frame.columns if fnmatch.fnmatchcase(str(c), pattern)]
+            if not matched:
+                _column(frame, pattern, source)  # raises, listing the columns
+            names += [c for c in matched if c not in names]
+        probs = np.column_stack([numeric_column(frame, c, source) for c in names])
+        name = f"columns {names[0]} .. {names[-1]} of {source}"
+    else:
+        return None
+    try:
+        return check_pred_probs(probs, len(frame))
+    except ValueError as error:
+        raise InputError(f"{name}: {error}") from None
 
 
 def run(args):
@@ -217,14 +258,18 @@ def run(args):
                 raise InputError(f'--{option.replace("_", "-")} needs matplotlib: pip install "lnc[plot]"') from None
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.bootstrap < 0:
-        raise InputError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    if args.bootstrap is not None:
+        raise InputError("--bootstrap was removed: every report now has a 90% interval, without resampling")
+    if args.probs and args.probs_columns:
+        raise InputError("give the probabilities as --probs FILE.npy or as --probs-columns, not both")
     column = args.column or args.input_type
     frame = read_table(args.input, default_column=column)
     source = Path(args.input).name
     if len(frame) == 0:
         raise InputError(f"{source} has no rows")
-    values = numeric_column(frame, column, source)
+    probs = _probabilities(args, frame, source)
+    if probs is not None and not args.label_column:
+        raise InputError("the predicted probabilities need the given labels: add --label-column")
     optional = {
         "labels": args.label_column and _label_column(frame, args.label_column, source),
         "predicted_labels": args.predicted_column and _label_column(frame, args.predicted_column, source),
@@ -232,15 +277,24 @@ def run(args):
         "noise_mask": args.noise_mask_column and _mask_column(frame, args.noise_mask_column, source),
     }
     optional = {key: value for key, value in optional.items() if value is not None}
-    if args.detector == "beta":
-        detector = BetaMixtureNoiseDetector(input_type=args.input_type, n_bootstrap=args.bootstrap, random_state=0)
+    if column not in frame.columns and probs is not None and args.column is None:
+        try:  # no losses in the file: the given labels' cross-entropy, from the probabilities
+            values = given_label_loss(optional["labels"], probs, args.classes)
+        except ValueError as error:
+            raise InputError(f"cannot read the labels against the probabilities: {error}") from None
+        args.input_type, column = "loss", "(the labels' losses from the probabilities)"
     else:
-        detector = GaussianMixtureNoiseDetector(input_type=args.input_type, random_state=0, n_bootstrap=args.bootstrap)
-    try:
-        detector.fit(values, optional.get("labels"))  # with labels: the count within each label
+        values = numeric_column(frame, column, source)
+    kind = BetaMixtureNoiseDetector if args.detector == "beta" else GaussianMixtureNoiseDetector
+    detector = kind(input_type=args.input_type, classes=args.classes)
+    if args.detector == "gaussian":
+        detector.set_params(random_state=0)
+    try:  # with labels: the count within each label; with probabilities, confident learning's
+        detector.fit(values, optional.get("labels"), pred_probs=probs)
     except ValueError as error:
-        raise InputError(f"cannot fit the detector on column {column!r} of {source}: {error}") from None
-    report = noise_report(values, detector, threshold=args.threshold, sort=args.sort, **optional)
+        raise InputError(f"cannot fit the detector on {column!r} of {source}: {error}") from None
+    report = noise_report(values, detector, pred_probs=probs, classes=args.classes, threshold=args.threshold,
+                          sort=args.sort, **optional)
     print(noise_summary(report))
     if args.top > 0:
         print(f"\ntop {min(args.top, len(report))} suspects:")

@@ -7,6 +7,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import Interval
 
 from .base import BaseNoiseDetector
+from .beta_mixture import warn_deprecated
 
 __all__ = ["GaussianMixtureNoiseDetector"]
 
@@ -17,8 +18,7 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
     The baseline the paper compares against, and DivideMix's detector (Li et al., ICLR
     2020): scikit-learn's ``GaussianMixture`` with two components on min-max normalised
     losses; the component with the higher mean is "noisy". Same interface as
-    ``BetaMixtureNoiseDetector``, including its noise count (``rate_estimate="log-odds"``,
-    ``noise_rate_``, the scaled p(noisy) and count-based ``predict``);
+    ``BetaMixtureNoiseDetector``, including its noise count (``noise_rate_``, the scaled p(noisy) and count-based ``predict``);
     ``rate_estimate="mixture"`` is DivideMix's reading exactly.
 
     Parameters
@@ -39,22 +39,21 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
     monotone : {"reflect", "hold"} or bool, default="reflect"
         Keep p(noisy) increasing in the loss (the Gaussian posterior's log-odds is a
         parabola, so it turns at most once); see ``BetaMixtureNoiseDetector``.
-    rate_estimate : {"log-odds", "mixture"}, default="log-odds"
+    rate_estimate : {"count", "mixture"}, default="count"
     min_separation : float, default=2.5
-    n_bootstrap : int, default=0
-        As in ``BetaMixtureNoiseDetector``; the bootstrap is seeded by ``random_state``.
+    classes : array-like, optional
+        As in ``BetaMixtureNoiseDetector``.
+    n_bootstrap : deprecated
+        Ignored, with a ``FutureWarning``.
 
     Attributes
     ----------
     means_, variances_, weights_ : ndarray of shape (2,)
         Ordered (clean, noisy), on the normalised scale.
-    bounds_, n_iter_, converged_, log_likelihood_, n_fit_samples_, n_features_in_
+    bounds_, n_iter_, converged_, log_likelihood_, n_features_in_
         As in ``BetaMixtureNoiseDetector``.
-    noise_rate_, noise_separation_, noise_rate_interval_, noise_evidence_, threshold_, \
-    log_odds_shift_, rate_estimate_used_
+    classes_, noise_rate_, noise_rate_interval_, noise_matrix_, noise_count_
         As in ``BetaMixtureNoiseDetector``.
-    gaussian_mixture_ : GaussianMixture
-        The fitted scikit-learn model (its components in its own order).
 
     Examples
     --------
@@ -74,6 +73,7 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
+        "n_bootstrap": "no_validation",
     }
 
     def __init__(
@@ -89,9 +89,10 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
         percentiles=(0, 100),
         clip_eps=0.0,
         monotone="reflect",
-        rate_estimate="log-odds",
+        rate_estimate="count",
         min_separation=2.5,
-        n_bootstrap=0,
+        classes=None,
+        n_bootstrap="deprecated",
     ):
         super().__init__(
             input_type=input_type,
@@ -100,7 +101,7 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
             monotone=monotone,
             rate_estimate=rate_estimate,
             min_separation=min_separation,
-            n_bootstrap=n_bootstrap,
+            classes=classes,
         )
         self.max_iter = max_iter
         self.tol = tol
@@ -108,9 +109,14 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
         self.n_init = n_init
         self.random_state = random_state
         self.warm_start = warm_start
+        self.n_bootstrap = n_bootstrap
+
+    def _validate_params(self):
+        warn_deprecated(self, ("n_bootstrap",))
+        super()._validate_params()
 
     def _fit_unit(self, x):
-        previous = getattr(self, "gaussian_mixture_", None)
+        previous = getattr(self, "_gaussian_mixture", None)
         if self.warm_start and previous is not None:
             gmm = previous
             gmm.set_params(max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar)
@@ -126,13 +132,14 @@ class GaussianMixtureNoiseDetector(BaseNoiseDetector):
             )
         gmm.fit(x[:, None])
         order = np.argsort(gmm.means_[:, 0], kind="stable")
-        self.gaussian_mixture_ = gmm
+        self._gaussian_mixture = gmm  # the fitted scikit-learn model, for warm starts
         self.means_ = gmm.means_[order, 0]
         self.variances_ = gmm.covariances_[order].reshape(-1)
         self.weights_ = gmm.weights_[order]
         self.n_iter_ = gmm.n_iter_
         self.converged_ = gmm.converged_
         self.log_likelihood_ = gmm.lower_bound_  # scikit-learn's name; for a GMM it is the mean log-likelihood
+        return None
 
     def _weighted_log_prob(self, x):
         diff = x[:, None] - self.means_

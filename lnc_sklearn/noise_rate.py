@@ -1,52 +1,36 @@
-"""How many labels are wrong: the noise rate, and whether there is a noisy group at all.
+"""The log-odds count: whether a group of disbelieved labels stands apart from the rest, and
+how large it is. One of the counts of :mod:`lnc_sklearn.noise_count`, and the one that works
+from the losses alone.
 
-A two-component mixture fitted to losses always finds two components, so its weight (or the
-mean p(noisy)) reports noise where there is none: on clean labels the hard samples' long tail
-becomes the "noisy" component, and percentile normalisation stretches any data over [0, 1].
-This module answers the count on its own, from the shape of the losses on the scale where
-they have a meaning:
+A two-component mixture fitted to losses always finds two components, so its weight reports
+noise where there is none: on clean labels the hard samples' long tail becomes the "noisy"
+component. This count works on the scale where a loss has a meaning:
 
 - A cross-entropy loss ``l`` is the network's probability ``p = exp(-l)`` for the given label;
-  the estimate works on that probability's log-odds ``v = log p - log(1 - p)``, which needs no
-  normalisation. On this scale the clean samples form one hump (far right for a network that
-  fits them, near 0 for a weak one) and wrongly labelled samples, whose labels the network
-  does not believe, a hump of their own at ``v < 0``.
+  the count works on that probability's log-odds ``v = log p - log(1 - p)``, which needs no
+  normalisation. Clean samples form one hump (far right for a network that fits them) and
+  wrongly labelled samples, whose labels the network does not believe, a hump at ``v < 0``.
 - Gaussian mixtures of 2 to ``max_components`` components are fitted to ``v`` (EM from two
   starts, equal slices of the sorted values and a thin lowest slice, keeping the likelier
-  fit); several Gaussians may together describe a skewed clean hump, so a heavy clean tail
-  needs no "noisy" component to be fitted.
-- In each fit, the lowest components form a candidate noisy group when their mean log-odds
-  is below 0 (the network gives those labels less than even odds) and they hold fewer than
-  half of the samples (a majority disbelieved is a hard class, or a network that has not
-  learned yet, not a count of wrong labels) and at least 1% (a few isolated losses far out,
-  as a Gaussian's own tail has, can stand apart by chance). It counts as noise only
-  when it stands apart from the rest: Ashman's D between the two groups (each taken as one
-  distribution with its mean and variance) at least ``min_separation`` (2.5; two
-  equal-weight Gaussians are bimodal from 2 on). A heavy clean tail falls off the hump
+  fit); several Gaussians may together describe a skewed clean hump.
+- In each fit, the lowest components form a candidate group when their mean log-odds is below
+  0, they hold fewer than half of the samples and at least 1%. It counts only when it stands
+  apart from the rest: Ashman's D between the two groups at least ``min_separation`` (2.5;
+  two equal-weight Gaussians are bimodal from 2 on). A heavy clean tail falls off the hump
   without a gap and stays below it; a group of wrong labels sits several spreads away.
 - The most separated group over the fits gives the rate: its components' share of the
-  samples. No separated group: rate 0, "little or no noise".
-- Classes differ in difficulty, so over all samples the clean ones form several humps and a
-  few wrong labels flipped into one class hide beside them; given the labels,
-  :func:`count_noise` counts within each label.
-- The premise is a network that believes the clean labels. Where it gives most samples less
-  than even odds (early in training, heavy noise), a count of 0 would not mean "no noise" and
-  a group standing apart may be the easiest clean samples: :func:`count_noise` then takes the
-  mixture's own rate, the paper's reading.
+  samples; no separated group, rate 0.
 
 Losses below ``1e-5`` (``v`` above 11.5) are left out of the fits and counted clean: float32
-cross-entropy is quantised there (steps of 1.2e-7), which makes spikes a mixture chases. The
-log-odds are binned (512 bins) before the fits, so the cost does not grow with the data.
-Measured in ``benchmarks/results/detector_quality.md``.
+cross-entropy is quantised there, which makes spikes a mixture chases. The log-odds are binned
+(512 bins) before the fits, so the cost does not grow with the data.
 """
 
 import numpy as np
 from scipy.special import expit
-from sklearn.utils import check_random_state
 
-__all__ = ["label_log_odds", "fit_gaussian_mixture_1d", "separation", "estimate_noise_rate",
-           "bootstrap_noise_rates", "shift_to_mean", "count_threshold",
-           "label_groups", "count_noise"]
+__all__ = ["label_log_odds", "fit_gaussian_mixture_1d", "separation", "estimate_noise_rate", "shift_to_mean",
+           "count_threshold"]
 
 #: Log-odds above which a sample is left out of the fit and counted clean (loss below 1e-5).
 SURE_CLEAN_LOG_ODDS = float(np.log((1 - 1e-5) / 1e-5))
@@ -57,9 +41,6 @@ LOWEST_LOG_ODDS = -60.0
 MIN_GROUP_SHARE = 0.01
 #: The second EM start's lowest slice (a share of the values).
 LOW_SLICE = 0.05
-#: Labels with fewer samples than this are counted together, as one group: a mixture of up to
-#: four components on fewer values finds chance groups (seen on the digits, 180 a label).
-MIN_GROUP_SIZE = 200
 
 
 def label_log_odds(values, input_type="loss"):
@@ -277,33 +258,6 @@ def estimate_noise_rate(values, input_type="loss", *, min_separation=2.5, max_co
                            max_components=max_components, max_iter=max_iter)
 
 
-def bootstrap_noise_rates(values, input_type="loss", n_bootstrap=200, random_state=None, *, labels=None,
-                          min_separation=2.5, max_components=4, n_bins=512, max_iter=200):
-    """The count of :func:`estimate_noise_rate` (with ``labels``: within each label, as
-    :func:`count_noise` makes it, resampling within each label) on ``n_bootstrap`` resamples of
-    the values with replacement, as an array of rates.
-
-    The resampling is done on the binned log-odds (a multinomial draw over the bins), which is
-    the same as resampling the values up to the binning and costs the same for any number of
-    values; each resample's fits start from the full data's."""
-    values = np.asarray(values, dtype=np.float64)
-    names, index = _groups(labels, values.size)
-    rng = check_random_state(random_state)
-    rates = np.zeros(n_bootstrap)
-    options = dict(min_separation=min_separation, max_components=max_components, max_iter=max_iter)
-    for number in range(len(names)):
-        part = index == number
-        centres, counts, n_part = _binned_log_odds(values[part], input_type, n_bins)
-        probs = np.r_[counts, n_part - counts.sum()] / n_part
-        starts = _rate_from_bins(centres, counts, n_part, **options)["params"]  # each resample starts here
-        for i in range(n_bootstrap):
-            draw = rng.multinomial(n_part, probs).astype(np.float64)
-            # started from the full data's fits, a resample's fits settle within a few steps
-            estimate = _rate_from_bins(centres, draw[:-1], n_part, starts=starts, **{**options, "max_iter": 25})
-            rates[i] += estimate["rate"] * n_part
-    return rates / values.size
-
-
 def shift_to_mean(log_odds, target, *, n_bins=8192, limit=200.0):
     """The constant ``c`` for which ``expit(log_odds + c)`` averages to ``target``.
 
@@ -358,92 +312,3 @@ def count_threshold(values, rate, input_type="loss"):
     noisiness = values if input_type == "loss" else -values
     kth = float(np.partition(noisiness, values.size - k)[values.size - k])
     return kth if input_type == "loss" else -kth
-
-
-def label_groups(labels, min_group_size=MIN_GROUP_SIZE):
-    """``(names, index)``: the given labels with at least ``min_group_size`` samples, in sorted
-    order, and each sample's group number in ``names``; the samples of smaller labels form one
-    more group, named None, at the end.
-
-    >>> label_groups(np.r_[np.zeros(60), np.ones(60), 2.0], min_group_size=50)[1][-3:]
-    array([1, 1, 2])
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be one label per sample (a 1-D array); got shape {labels.shape}")
-    if labels.dtype == object and all(isinstance(label, str) for label in labels):
-        labels = labels.astype(str)  # class names from pandas: a plain string array
-    try:
-        names, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
-    except TypeError:
-        raise ValueError(
-            "labels must all be of one kind (class indices, or class names as strings); got a mix of "
-            f"{sorted({type(label).__name__ for label in labels})}"
-        ) from None
-    big = sizes >= min_group_size
-    number = np.full(names.size, int(big.sum()))
-    number[big] = np.arange(int(big.sum()))
-    kept = list(names[big]) + ([None] if not big.all() else [])
-    return kept, number[inverse]
-
-
-def _groups(labels, n):
-    """:func:`label_groups` of ``labels`` for ``n`` values; without labels, one group of all."""
-    if labels is None:
-        return [None], np.zeros(n, dtype=int)
-    names, index = label_groups(labels)
-    if index.size != n:
-        raise ValueError(f"labels has {index.size} entries but there are {n} values")
-    return names, index
-
-
-def count_noise(values, labels=None, p_mixture=None, input_type="loss", *, min_separation=2.5, with_flags=True):
-    """The count as the detectors and the training callback use it, with the samples it flags.
-
-    Within each given label (or over all values without labels): :func:`estimate_noise_rate`,
-    which rests on the network believing the clean labels. Where it gives most samples less
-    than even odds (median log-odds over all values below 0: early in training, or under heavy
-    noise, where clean samples are disbelieved too), that premise fails either way: a count of 0
-    would not mean "little or no noise", and a group that stands apart may be the easiest clean
-    samples rather than the wrong ones. There every rate is the mixture's, ``mean(p_mixture)``
-    (over each label's samples; 0 when ``p_mixture`` is not given): the paper's reading, which
-    is measured to be the better one under heavy noise. The decision is made over all values,
-    not per label: one hard but clean class would otherwise get the mixture's reading of its
-    own samples, nearly all "noisy".
-
-    Returns a dict with ``rate``, ``separation`` (the largest over the labels), ``flags`` (a
-    boolean array: each label's ``round(rate * n)`` noisiest samples; all False with
-    ``with_flags=False``, which skips them), ``from_mixture`` (1 where
-    the rates are the mixture's, else 0), and per label group (``label_groups``): ``names``,
-    ``index``, ``rates``. No values: rate and separation NaN.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return {"rate": float("nan"), "separation": float("nan"), "flags": np.zeros(0, dtype=bool),
-                "from_mixture": float("nan"), "names": [], "index": np.zeros(0, dtype=int), "rates": np.zeros(0)}
-    names, index = _groups(labels, values.size)
-    noisiness = values if input_type == "loss" else -values
-    log_odds = label_log_odds(values, input_type)
-    flags = np.zeros(values.size, dtype=bool)
-    rates, best = np.zeros(len(names)), 0.0
-    from_mixture = bool(np.count_nonzero(log_odds < 0) > values.size / 2)  # median below 0
-    for number in range(len(names)):
-        part = index == number
-        estimate = estimate_noise_rate(values[part], input_type, min_separation=min_separation,
-                                       log_odds=log_odds[part] if len(names) > 1 else log_odds)
-        best = max(best, estimate["separation"])
-        rates[number] = estimate["rate"]
-        if from_mixture:
-            rates[number] = float(np.mean(p_mixture[part])) if p_mixture is not None else 0.0
-        if with_flags:
-            flags[part] = noisiness[part] >= count_threshold(noisiness[part], rates[number])
-    sizes = np.bincount(index, minlength=len(names))
-    return {
-        "rate": float(rates @ sizes / values.size),
-        "separation": best,
-        "flags": flags,
-        "from_mixture": float(from_mixture),
-        "names": names,
-        "index": index,
-        "rates": rates,
-    }

@@ -14,8 +14,10 @@ from sklearn.base import BaseEstimator
 from sklearn.mixture import GaussianMixture
 
 from ._atomic import atomic_path
+from ._readout import migrate_state
 from .beta_mixture import BetaMixtureNoiseDetector
 from .gaussian_mixture import GaussianMixtureNoiseDetector
+from .noise_count import NoiseCount
 
 __all__ = ["detector_to_dict", "detector_from_dict", "save_detector", "load_detector", "KNOWN_CLASSES"]
 
@@ -26,6 +28,9 @@ KNOWN_CLASSES = {
 }
 _NAMES = {cls: name for name, cls in KNOWN_CLASSES.items()}
 FORMAT = "lnc-detector/1"
+#: Private fitted attributes that the read-outs need, saved beside the public ones.
+PRIVATE_FITTED = ("_readout", "_gaussian_mixture")
+_DETECTORS = (BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector)
 
 
 def _encode(value, where):
@@ -39,10 +44,18 @@ def _encode(value, where):
         fitted = {
             k: _encode(v, f"{where}.{k}")
             for k, v in vars(value).items()
-            if k.endswith("_") and not k.startswith("_")
+            if (k.endswith("_") and not k.startswith("_")) or k in PRIVATE_FITTED
         }
         return {"estimator": name, "params": params, "fitted": fitted}
+    if isinstance(value, NoiseCount):
+        fields = {k: getattr(value, k) for k in ("rate", "interval", "verdict", "source", "classes", "class_rates",
+                                                 "noise_matrix", "separation", "most_disbelieved")}
+        return {"noise_count": {k: _encode(v, f"{where}.{k}") for k, v in fields.items()}}
+    if isinstance(value, dict):
+        return {"dict": {str(k): _encode(v, f"{where}.{k}") for k, v in value.items()}}
     if isinstance(value, np.ndarray):
+        if value.dtype == object and all(isinstance(v, str) for v in value.ravel()):
+            value = value.astype(str)  # class names from pandas
         if value.dtype.kind not in "biufU":
             raise TypeError(f"{where}: cannot save an array of dtype {value.dtype}")
         return {"ndarray": value.ravel().tolist(), "dtype": value.dtype.str, "shape": list(value.shape)}
@@ -67,20 +80,25 @@ def _decode(value, where):
         if cls is None:
             raise ValueError(f"{where}: unknown estimator {value['estimator']!r}; known: {sorted(KNOWN_CLASSES)}")
         params = {k: _decode(v, f"{where}.{k}") for k, v in value["params"].items()}
-        fitted = dict(value["fitted"])
+        fitted = {k: _decode(v, f"{where}.{k}") for k, v in value["fitted"].items()}
         if cls.__name__ == "BetaMixtureNoiseDetector" and "anchored" not in params:
             # saved before anchoring had a parameter of its own: only "anchored" anchored
             params["anchored"] = params.get("init_params") == "anchored"
             params["init_params"] = {"paper": "fixed", "anchored": "fixed"}.get(params.get("init_params"), params.get("init_params"))
-        if cls in (BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector) and "rate_estimate" not in params:
-            # saved before the log-odds noise count: p(noisy) and the rate were the mixture's
-            params["rate_estimate"] = "mixture"
         if "lower_bound_" in fitted:  # saved before the attribute was renamed
             fitted["log_likelihood_"] = fitted.pop("lower_bound_")
+        if cls in _DETECTORS:  # saved by an earlier version: today's parameters and fitted attributes
+            state = migrate_state(cls.__name__, {**params, **fitted})
+            params = {k: state.pop(k) for k in list(state) if k in cls().get_params()}
+            fitted = state
         estimator = cls(**params)
         for k, v in fitted.items():
-            setattr(estimator, k, _decode(v, f"{where}.{k}"))
+            setattr(estimator, k, v)
         return estimator
+    if "noise_count" in value:
+        return NoiseCount(**{k: _decode(v, f"{where}.{k}") for k, v in value["noise_count"].items()})
+    if "dict" in value:
+        return {k: _decode(v, f"{where}.{k}") for k, v in value["dict"].items()}
     if "ndarray" in value:
         dtype = np.dtype(value["dtype"])
         if dtype.kind not in "biufU":

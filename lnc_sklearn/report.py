@@ -8,7 +8,7 @@ condenses a report into the estimated noise fraction overall and per class and t
 the suspects are most confused between. Plain numpy and pandas: no torch.
 """
 
-from dataclasses import dataclass
+import inspect
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,9 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["noise_report", "report_from_probabilities", "noise_estimate", "noise_summary", "NoiseSummary"]
+from .probabilities import check_pred_probs, given_label_loss, label_columns
+
+__all__ = ["noise_report", "report_from_probabilities"]
 
 
 def _vector(name, values, n=None, *, numeric=True):
@@ -44,11 +46,12 @@ def _check_finite(name, values):
 
 
 def noise_report(
-    values,
+    values=None,
     detector=None,
     *,
     labels=None,
     pred_probs=None,
+    classes=None,
     predicted_labels=None,
     items=None,
     class_names=None,
@@ -61,20 +64,28 @@ def noise_report(
 
     Parameters
     ----------
-    values : array-like of shape (n_samples,)
+    values : array-like of shape (n_samples,), optional
         Each sample's loss (or, for a detector with ``input_type="confidence"``, its confidence
-        in the given label). Must be finite.
+        in the given label). Must be finite. Without it, ``labels`` and ``pred_probs`` give
+        it: the cross-entropy of each given label, ``-log pred_probs[i, label_i]``.
     detector : fitted or unfitted noise detector, optional
         Anything with ``predict_proba`` whose column 1 is p(noisy). A fitted one is used as it
-        is; an unfitted one is cloned and fitted on ``values`` (and ``labels``, when given; the
-        argument is not changed); None fits a default ``BetaMixtureNoiseDetector``.
+        is; an unfitted one is cloned and fitted on ``values`` (with ``labels`` and
+        ``pred_probs`` where given; the argument is not changed); None fits a default
+        ``BetaMixtureNoiseDetector``.
     labels : array-like of shape (n_samples,), optional
-        The given (possibly wrong) labels. lnc's detectors fitted with them (as this function
-        fits them) count the wrong labels within each label, and flag and scale per label.
+        The given (possibly wrong) labels, class indices or names. lnc's detectors fitted with
+        them (as this function fits them) count the wrong labels within each label.
     pred_probs : array-like of shape (n_samples, n_classes), optional
-        Predicted class probabilities; their argmax is ``predicted_label`` (unless
-        ``predicted_labels`` is given), and with ``labels`` the probability of the given label
-        is reported as ``given_label_probability``.
+        Predicted class probabilities (out-of-fold ones count the noise; see
+        ``BetaMixtureNoiseDetector.fit``). With ``labels``, lnc's detectors count from them
+        (confident learning) and read p(noisy) from every class. Their argmax is
+        ``predicted_label`` (unless ``predicted_labels`` is given), and the probability of the
+        given label is reported as ``given_label_probability``.
+    classes : array-like, optional
+        The class of each column of ``pred_probs`` (a classifier's ``classes_``); by default
+        integer labels 0..K-1 are the column numbers and other labels map to the columns in
+        sorted order.
     predicted_labels : array-like of shape (n_samples,), optional
         Predicted labels; they take precedence over the argmax of ``pred_probs``.
     items : array-like of shape (n_samples,), optional
@@ -98,9 +109,9 @@ def noise_report(
     Returns
     -------
     pandas.DataFrame
-        See :func:`report_from_probabilities` for the columns. ``report.attrs["noise_estimate"]``
-        holds the detector's count (``noise_rate``, and where it has them ``noise_separation``,
-        ``noise_rate_interval``, ``noise_evidence``), which :func:`noise_summary` prints.
+        See :func:`report_from_probabilities` for the columns. ``report.attrs["noise_count"]``
+        holds the detector's count (``noise_count_``, a :class:`~lnc_sklearn.NoiseCount`),
+        which :func:`~lnc_sklearn.noise_summary` prints.
 
     Examples
     --------
@@ -115,34 +126,47 @@ def noise_report(
     >>> bool(report["rank"].is_monotonic_increasing and report.index[0] >= 80)
     True
     """
+    if values is None:
+        if labels is None or pred_probs is None:
+            raise ValueError("give the values (per-sample losses or confidences), or labels and pred_probs to "
+                             "derive the losses from")
+        values = given_label_loss(_vector("labels", labels, numeric=False), pred_probs, classes)
     values = _vector("values", values).astype(np.float64)
     _check_finite("values", values)
     if detector is None:
         from .beta_mixture import BetaMixtureNoiseDetector
 
-        detector = BetaMixtureNoiseDetector()
+        detector = BetaMixtureNoiseDetector(classes=classes)
     if not hasattr(detector, "predict_proba"):
         raise TypeError(f"detector must have predict_proba; got {type(detector).__name__}")
     y = None if labels is None else _vector("labels", labels, values.size, numeric=False)
+    probs = None if pred_probs is None else check_pred_probs(pred_probs, values.size)
+    takes_probs = "pred_probs" in inspect.signature(detector.fit).parameters
+    evidence = {"pred_probs": probs} if takes_probs and probs is not None and y is not None else {}
     try:
         check_is_fitted(detector)
     except NotFittedError:
-        detector = clone(detector).fit(values.reshape(-1, 1), y)
-    # lnc's detectors count within each label when they were fitted with labels
-    by_label = y is not None and getattr(detector, "labels_seen_", None) is not None
-    extra = {"y": y} if by_label else {}
-    p_noisy = np.asarray(detector.predict_proba(values.reshape(-1, 1), **extra))[:, 1]
+        detector = clone(detector).fit(values.reshape(-1, 1), y, **evidence)
+    # lnc's detectors use the labels (and probabilities) they were fitted with
+    if getattr(detector, "classes_", None) is None or y is None:
+        evidence = {}
+    elif getattr(detector, "noise_matrix_", None) is None:
+        evidence = {"y": y}
+    else:
+        evidence = {"y": y, **evidence}
+    p_noisy = np.asarray(detector.predict_proba(values.reshape(-1, 1), **evidence))[:, 1]
     flags = None
     if threshold is None and hasattr(detector, "predict"):
-        flags = np.asarray(detector.predict(values.reshape(-1, 1), **extra)).astype(bool)
+        flags = np.asarray(detector.predict(values.reshape(-1, 1), **evidence)).astype(bool)
     return report_from_probabilities(
         values,
         p_noisy,
         is_noisy=flags,
-        noise_estimate=noise_estimate(detector, p_noisy),
+        noise_count=getattr(detector, "noise_count_", None),
         input_type=getattr(detector, "input_type", "loss"),
         labels=labels,
-        pred_probs=pred_probs,
+        pred_probs=probs,
+        classes=classes,
         predicted_labels=predicted_labels,
         items=items,
         class_names=class_names,
@@ -153,33 +177,16 @@ def noise_report(
     )
 
 
-def noise_estimate(detector, p_noisy=None):
-    """The detector's count as a dict: ``noise_rate`` (``noise_rate_``, else the mean of
-    ``p_noisy``) and, where the detector has them, ``noise_separation``, ``min_separation``,
-    ``noise_from_mixture``, ``noise_rate_interval`` and ``noise_evidence``."""
-    rate = getattr(detector, "noise_rate_", None)
-    if rate is None:
-        rate = float(np.nanmean(p_noisy)) if p_noisy is not None and np.isfinite(p_noisy).any() else float("nan")
-    estimate = {"noise_rate": float(rate)}
-    if getattr(detector, "rate_estimate_used_", None) == "log-odds":
-        estimate["noise_separation"] = float(detector.noise_separation_)
-        estimate["min_separation"] = float(detector.min_separation)
-        estimate["noise_from_mixture"] = float(detector.noise_from_mixture_)
-        if detector.noise_rate_interval_ is not None:
-            estimate["noise_rate_interval"] = tuple(detector.noise_rate_interval_)
-            estimate["noise_evidence"] = detector.noise_evidence_
-    return estimate
-
-
 def report_from_probabilities(
     values,
     p_noisy,
     *,
     is_noisy=None,
-    noise_estimate=None,
+    noise_count=None,
     input_type="loss",
     labels=None,
     pred_probs=None,
+    classes=None,
     predicted_labels=None,
     items=None,
     class_names=None,
@@ -211,8 +218,9 @@ def report_from_probabilities(
     - [``mean_p_noisy``, ``epochs_flagged``]: from ``p_noisy_history``.
     - [``noise_mask``]: from ``noise_mask``.
 
-    ``noise_estimate`` (a dict, see :func:`noise_estimate`) is kept as
-    ``report.attrs["noise_estimate"]``; without it the estimated rate is the mean ``p_noisy``.
+    ``noise_count`` (a :class:`~lnc_sklearn.NoiseCount`) is kept as ``report.attrs["noise_count"]``;
+    without it the estimated rate is the mean ``p_noisy``. ``classes`` names the columns of
+    ``pred_probs`` (see :func:`noise_report`).
     """
     if input_type not in ("loss", "confidence"):
         raise ValueError(f"input_type must be 'loss' or 'confidence', got {input_type!r}")
@@ -228,7 +236,7 @@ def report_from_probabilities(
     if items is not None:
         columns["item"] = _vector("items", items, n, numeric=False)
     given = _labels_column("labels", labels, n)
-    predicted = _predictions(pred_probs, predicted_labels, n)
+    predicted = _predictions(pred_probs, predicted_labels, n, classes)
     columns["given_label"] = given
     names = None if class_names is None else np.asarray([str(c) for c in class_names], dtype=object)
     if names is not None:
@@ -244,7 +252,8 @@ def report_from_probabilities(
             columns["loss"] = -np.log(values) if is_probability else np.full(n, np.nan)
         columns["confidence"] = values
     if pred_probs is not None and labels is not None:
-        columns["given_label_probability"] = _given_label_probability(pred_probs, given)
+        probs = check_pred_probs(pred_probs, n)
+        columns["given_label_probability"] = probs[np.arange(n), label_columns(np.asarray(given), probs.shape[1], classes)[0]]
     if is_noisy is not None:
         flagged = _vector("is_noisy", is_noisy, n).astype(bool)
     else:
@@ -269,8 +278,8 @@ def report_from_probabilities(
     report = pd.DataFrame(columns)
     if sort:
         report = report.sort_values("rank")
-    if noise_estimate is not None:
-        report.attrs["noise_estimate"] = dict(noise_estimate)
+    if noise_count is not None:
+        report.attrs["noise_count"] = noise_count
     return report
 
 
@@ -287,12 +296,11 @@ def _labels_column(name, labels, n):
     return labels  # class names as given
 
 
-def _predictions(pred_probs, predicted_labels, n):
+def _predictions(pred_probs, predicted_labels, n, classes=None):
     if pred_probs is not None and predicted_labels is None:
-        probs = np.asarray(pred_probs, dtype=np.float64)
-        if probs.ndim != 2 or probs.shape[0] != n:
-            raise ValueError(f"pred_probs must have shape ({n}, n_classes); got {probs.shape}")
-        return probs.argmax(axis=1)
+        probs = check_pred_probs(pred_probs, n)
+        columns = probs.argmax(axis=1)
+        return columns if classes is None else np.asarray(classes)[columns]
     return _labels_column("predicted_labels", predicted_labels, n)
 
 
@@ -306,171 +314,9 @@ def _class_names(labels, names):
     return names[labels]
 
 
-def _given_label_probability(pred_probs, given):
-    probs = np.asarray(pred_probs, dtype=np.float64)
-    if not isinstance(given, np.ndarray) or given.dtype.kind not in "iu":
-        raise ValueError("given_label_probability needs labels given as class indices")
-    if given.size and given.max() >= probs.shape[1]:
-        raise ValueError(f"labels go up to {given.max()} but pred_probs has {probs.shape[1]} columns")
-    return probs[np.arange(given.size), given]
-
-
 def _suspicion_rank(p_noisy, noisiness):
     """1 for the most suspect: highest p_noisy, then highest noisiness, then first in input."""
     order = np.lexsort((np.arange(p_noisy.size), -noisiness, -np.nan_to_num(p_noisy, nan=-np.inf)))
     rank = np.empty(p_noisy.size, dtype=np.int64)
     rank[order] = np.arange(1, p_noisy.size + 1)
     return rank
-
-
-@dataclass
-class NoiseSummary:
-    """What a report says overall. ``str()`` prints it.
-
-    Attributes
-    ----------
-    n_samples : int
-    noise_fraction : float
-        Estimated fraction of wrong labels: the detector's ``noise_rate_`` where the report
-        has it (``report.attrs["noise_estimate"]``), else the mean p_noisy.
-    n_flagged : int
-        Samples with ``is_noisy``.
-    true_noise_fraction : float or None
-        From ``noise_mask`` when the report has it.
-    per_class : pandas.DataFrame
-        Indexed by given label: ``n_samples``, ``noise_fraction``, ``n_flagged`` and, with a
-        noise mask, ``true_noise_fraction``.
-    confused_pairs : pandas.DataFrame
-        Among flagged samples whose prediction differs from their label: ``given_label``,
-        ``predicted_label`` (and their class names when the report has them), ``n_suspects``
-        and ``mean_p_noisy``, most frequent first.
-    separation : float or None
-        How clearly the wrong labels stand apart from the rest (the detector's
-        ``noise_separation_``; noise is reported from ``min_separation`` on).
-    min_separation : float or None
-    noise_rate_interval : (float, float) or None
-        A 90% bootstrap interval of the rate, where the detector computed one.
-    evidence : float or None
-        The share of bootstrap resamples that found a noisy group, where computed.
-    from_mixture : float or None
-        1 where the rate is the mixture's (the network gives most labels less than even odds),
-        0 where it is the count.
-    """
-
-    n_samples: int
-    noise_fraction: float
-    n_flagged: int
-    true_noise_fraction: float | None
-    per_class: pd.DataFrame
-    confused_pairs: pd.DataFrame
-    separation: float | None = None
-    min_separation: float | None = None
-    noise_rate_interval: tuple | None = None
-    evidence: float | None = None
-    from_mixture: float | None = None
-
-    @property
-    def verdict(self):
-        """One sentence: is there noise to act on."""
-        if self.separation is None:
-            return f"estimated noise rate {self.noise_fraction:.3f} (the mixture's mean p(noisy))"
-        if self.from_mixture:
-            return (
-                f"estimated noise rate {self.noise_fraction:.3f}, the mixture's: the network gives most labels less "
-                "than even odds (early in training, or heavy noise), so the losses cannot count the wrong ones; "
-                "the mixture's rate over-estimates on clean labels"
-            )
-        if self.noise_fraction == 0:
-            return (
-                f"little or no label noise found: no group of samples stands apart whose labels the network "
-                f"disbelieves (separation {self.separation:.2f}, below {self.min_separation:g})"
-            )
-        return (
-            f"estimated noise rate {self.noise_fraction:.3f}: a group of samples whose labels the network "
-            f"disbelieves stands apart (separation {self.separation:.2f})"
-        )
-
-    def __str__(self):
-        interval = ""
-        if self.noise_rate_interval is not None:
-            low, high = self.noise_rate_interval
-            interval = f", 90% interval [{low:.3f}, {high:.3f}]"
-            if self.evidence is not None:
-                interval += f", noise found in {self.evidence:.0%} of bootstrap resamples"
-        lines = [
-            f"{self.n_samples} samples; estimated noise fraction {self.noise_fraction:.3f}{interval}"
-            + ("" if self.true_noise_fraction is None else f" (true {self.true_noise_fraction:.3f})")
-            + f"; {self.n_flagged} flagged",
-            self.verdict,
-        ]
-        if len(self.per_class):
-            lines += ["", "per given class:", self.per_class.to_string(float_format="{:.3f}".format)]
-        if len(self.confused_pairs):
-            lines += ["", "most confused pairs among the flagged:",
-                      self.confused_pairs.to_string(index=False, float_format="{:.3f}".format)]
-        return "\n".join(lines)
-
-
-def noise_summary(report, top=10):
-    """Summarise a report: noise fraction overall and per given class, confused class pairs.
-
-    ``report`` is a DataFrame from :func:`noise_report` (or the callback's ``report()``); it
-    needs ``p_noisy`` and ``is_noisy``, and ``given_label`` for the per-class parts. ``top``
-    limits the confused pairs listed.
-    """
-    missing = [c for c in ("p_noisy", "is_noisy") if c not in report.columns]
-    if missing:
-        raise ValueError(f"report lacks the column(s) {missing}; build it with noise_report")
-    # "truly_noisy": the column's name in reports written before it was called noise_mask
-    truth_column = next((c for c in ("noise_mask", "truly_noisy") if c in report.columns), None)
-    truth = None if truth_column is None else report[truth_column]
-    has_labels = "given_label" in report.columns and report["given_label"].notna().all()
-    if has_labels:
-        by_class = report.groupby("given_label", sort=True)
-        per_class = pd.DataFrame(
-            {
-                "n_samples": by_class.size(),
-                "noise_fraction": by_class["p_noisy"].mean(),
-                "n_flagged": by_class["is_noisy"].sum().astype(np.int64),
-            }
-        )
-        if truth is not None:
-            per_class["true_noise_fraction"] = by_class[truth_column].mean()
-        if "given_class" in report.columns:
-            per_class.insert(0, "class", by_class["given_class"].first())
-    else:
-        per_class = pd.DataFrame(columns=["n_samples", "noise_fraction", "n_flagged"])
-    pair_columns = ["given_label", "predicted_label", "n_suspects", "mean_p_noisy"]
-    has_predictions = has_labels and "predicted_label" in report.columns and report["predicted_label"].notna().all()
-    if has_predictions:
-        suspects = report[report["is_noisy"] & (report["given_label"] != report["predicted_label"])]
-        pairs = (
-            suspects.groupby(["given_label", "predicted_label"])["p_noisy"]
-            .agg(n_suspects="size", mean_p_noisy="mean")
-            .reset_index()
-            .sort_values(["n_suspects", "mean_p_noisy"], ascending=False, kind="stable")
-            .head(top)
-            .reset_index(drop=True)
-        )
-        if "given_class" in report.columns and "predicted_class" in report.columns:
-            names = report.drop_duplicates("given_label").set_index("given_label")["given_class"]
-            names = names.combine_first(report.drop_duplicates("predicted_label").set_index("predicted_label")["predicted_class"])
-            pairs.insert(1, "given_class", pairs["given_label"].map(names))
-            pairs.insert(3, "predicted_class", pairs["predicted_label"].map(names))
-    else:
-        pairs = pd.DataFrame(columns=pair_columns)
-    estimate = report.attrs.get("noise_estimate") or {}
-    interval = estimate.get("noise_rate_interval")
-    return NoiseSummary(
-        n_samples=len(report),
-        noise_fraction=float(estimate.get("noise_rate", report["p_noisy"].mean())),
-        separation=estimate.get("noise_separation"),
-        min_separation=estimate.get("min_separation"),
-        noise_rate_interval=None if interval is None else tuple(interval),
-        evidence=estimate.get("noise_evidence"),
-        from_mixture=estimate.get("noise_from_mixture"),
-        n_flagged=int(report["is_noisy"].sum()),
-        true_noise_fraction=None if truth is None else float(truth.mean()),
-        per_class=per_class,
-        confused_pairs=pairs,
-    )

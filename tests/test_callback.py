@@ -31,7 +31,7 @@ from lnc_fastai.schedule import epochs_of as _epochs
 from lnc_fastai.tracking import tracking_batch_size
 from lnc_fastai.losses import sharpening_temperature
 from lnc_sklearn import BetaMixtureNoiseDetector
-from lnc_sklearn.noise_rate import count_noise
+from lnc_sklearn.noise_count import count_noise
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
 
@@ -232,14 +232,17 @@ def test_refits_detector_every_epoch_and_shows_noise_columns():
     # The count is the log-odds estimate on the epoch's losses within each given label, not the
     # weights' mean p(noisy).
     losses, labels = cb.per_sample_losses()[:2]
-    count = count_noise(losses, labels, cb.p_noisy_)
-    assert history["noise_separation"].iloc[-1] == pytest.approx(count["separation"])
-    assert history["noise_rate"].iloc[-1] == pytest.approx(count["rate"], abs=1e-6)
-    assert history["noise_from_mixture"].iloc[-1] == count["from_mixture"]
-    np.testing.assert_array_equal(cb.noise_flags_, count["flags"])
-    # where the whole count fell back (the network disbelieving most labels), it is the mean p(noisy)
+    count, flags = count_noise(losses, labels, cb.p_noisy_)
+    assert history["noise_separation"].iloc[-1] == pytest.approx(count.separation)
+    assert history["noise_rate"].iloc[-1] == pytest.approx(count.rate, abs=1e-6)
+    assert history["noise_from_mixture"].iloc[-1] == float(count.most_disbelieved)
+    assert history["noise_verdict"].iloc[-1] == count.verdict and history["noise_source"].iloc[-1] == count.source
+    assert (history["noise_interval_low"] <= history["noise_rate"]).all()
+    assert (history["noise_rate"] <= history["noise_interval_high"]).all()
+    np.testing.assert_array_equal(cb.noise_flags_, flags)
+    # where the network disbelieves most labels, the verdict is "cannot tell"
     fell_back = history["noise_from_mixture"] == 1
-    np.testing.assert_allclose(history.loc[fell_back, "noise_rate"], history.loc[fell_back, "noise_fraction"])
+    assert (history.loc[fell_back, "noise_verdict"] == "cannot tell").all()
     assert cb.warmup_epochs == 2
     names = list(learn.recorder.metric_names)
     assert "noise_rate" in names and "noise_auc" in names
@@ -263,7 +266,8 @@ def test_report_one_row_per_sample_in_dataset_order():
     for _, part in report.groupby("given_label"):
         if part["is_noisy"].any() and not part["is_noisy"].all():
             assert part.loc[part["is_noisy"], "loss"].min() >= part.loc[~part["is_noisy"], "loss"].max()
-    assert report.attrs["noise_estimate"]["noise_rate"] == cb.history["noise_rate"].iloc[-1]
+    assert report.attrs["noise_count"].rate == cb.history["noise_rate"].iloc[-1]
+    assert report.attrs["noise_count"].verdict == cb.history["noise_verdict"].iloc[-1]
     np.testing.assert_array_equal(cb.report(threshold=0.5)["is_noisy"], report["p_noisy"] > 0.5)
     expected = cb.detector_.predict_proba(report["loss"].to_numpy().reshape(-1, 1))[:, 1]
     np.testing.assert_allclose(report["p_noisy"], expected)

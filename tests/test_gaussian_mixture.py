@@ -45,9 +45,9 @@ def test_monotone_at_the_noisy_end():
 def test_warm_start_and_scores():
     losses = _losses()
     detector = GaussianMixtureNoiseDetector(random_state=0, warm_start=True, rate_estimate="mixture").fit(losses)
-    first = detector.gaussian_mixture_
+    first = detector._gaussian_mixture
     detector.fit(losses * 1.01)
-    assert detector.gaussian_mixture_ is first
+    assert detector._gaussian_mixture is first
     n = losses.size
     assert detector.bic(losses) == pytest.approx(-2 * detector.score(losses) * n + 5 * np.log(n))
     assert detector.aic(losses) == pytest.approx(-2 * detector.score(losses) * n + 10)

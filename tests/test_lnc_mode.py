@@ -28,6 +28,13 @@ from lnc_fastai.adaptive import (
 )
 from lnc_fastai.batches import WEIGHT_CLIP, plain
 from lnc_fastai.tracking import epoch_indices, per_sample_losses, tracking_batch_size
+from lnc_sklearn import NoiseCount
+
+# counts the regime tests tell the callback about: heavy noise (the network disbelieves most
+# labels), light noise found, and none
+HEAVY = NoiseCount(0.6, (0.5, 0.9), "cannot tell", "mixture", most_disbelieved=True)
+LIGHT = NoiseCount(0.05, (0.03, 0.07), "noise", "log-odds count")
+NONE = NoiseCount(0.0, (0.0, 0.01), "little or no noise", "label confidence")
 
 N_TRAIN, N_VALID, N_FEATURES, N_CLASSES = 200, 40, 6, 3
 
@@ -158,9 +165,13 @@ def test_prediction_floor_raises_confident_disagreement_only():
 
 
 def test_noise_regime():
-    assert noise_regime(0.0, 0.0) == "none"
-    assert noise_regime(0.05, 0.0) == "light"
-    assert noise_regime(0.4, 1.0) == "heavy"
+    def count(rate, verdict, source, heavy=False):
+        return NoiseCount(rate, (rate, rate), verdict, source, most_disbelieved=heavy)
+
+    assert noise_regime(count(0.0, "little or no noise", "label confidence")) == "none"
+    assert noise_regime(count(0.05, "noise", "log-odds count")) == "light"
+    assert noise_regime(count(0.05, "cannot tell", "log-odds count")) == "light"  # the estimate, not the verdict
+    assert noise_regime(count(0.4, "cannot tell", "label confidence", heavy=True)) == "heavy"
 
 
 # ---- construction ---------------------------------------------------------------------------
@@ -516,10 +527,10 @@ class ToldRegime(DynamicBootstrapMixUp):
 
     def __init__(self, heavy=False, **kwargs):
         super().__init__(**kwargs)
-        self.told = {"rate": 0.6, "from_mixture": 1.0} if heavy else {"rate": 0.0, "from_mixture": 0.0}
+        self.told = HEAVY if heavy else NONE
 
     def _update_regime(self, record, count):
-        super()._update_regime(record, {**count, **self.told})
+        super()._update_regime(record, self.told)
 
 
 def test_a_network_that_fits_nearly_every_given_label_gets_strong_mixup_and_does_not_settle():
@@ -657,13 +668,13 @@ def test_validation_accuracy_is_counted_each_epoch_and_vetoes_a_memorisation_cal
     cb.noise_flags_ = np.ones(N_TRAIN, dtype=bool)
     cb.predictions_, cb.labels_ = np.zeros(N_TRAIN, int), np.zeros(N_TRAIN, int)
     record = {}
-    cb._update_regime(record, {"rate": 0.6, "from_mixture": 1.0})
+    cb._update_regime(record, HEAVY)
     k = cb.target_average_.shape[1]
     assert record["memorisation"] == pytest.approx(1 - 1 / (k - 1)) and record["still_learning"] and cb.memorising_since_ is None
     cb.valid_fits_ = [0.3, 0.5, 0.45, 0.44, 0.43]  # stalled: now it is memorising
     cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
     cb._previous_predictions = np.ones(N_TRAIN, int)
-    cb._update_regime(record, {"rate": 0.6, "from_mixture": 1.0})
+    cb._update_regime(record, HEAVY)
     assert not record["still_learning"] and cb.memorising_since_ == cb.epoch + 1
 
 
@@ -673,7 +684,7 @@ def test_under_light_noise_memorising_the_flagged_labels_opens_bootstrapping_bel
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         learn.fit(3, 1e-2)
-    light = {"rate": 0.05, "from_mixture": 0.0}  # under light_noise_rate (0.15)
+    light = LIGHT  # under light_noise_rate (0.15)
 
     def told(valid_fits, before, now=0, count=light):  # the flagged samples' predictions; their labels are 0
         cb.valid_fits_, cb.memorising_since_, cb.bootstrap_since_, cb._previous_flags_epoch = valid_fits, None, None, 1
@@ -708,7 +719,7 @@ def test_under_light_noise_memorising_the_flagged_labels_opens_bootstrapping_bel
     record = told([], 1)
     assert not record["still_learning"] and not record["light_memorising"] and cb.bootstrap_since_ is None
     # no wrong labels counted: nothing to bootstrap
-    record = told(stalled, 1, count={"rate": 0.0, "from_mixture": 0.0})
+    record = told(stalled, 1, count=NONE)
     assert cb.noise_regime_ == "none" and not record["light_memorising"] and cb.bootstrap_since_ is None
     # not when the next epoch settles (the last of these three, with settle=1)
     cb.settle_epochs = 1
@@ -716,7 +727,7 @@ def test_under_light_noise_memorising_the_flagged_labels_opens_bootstrapping_bel
     assert not record["light_memorising"] and cb.bootstrap_since_ is None and cb.settling_
     cb.settle_epochs = 0
     # under heavy noise the same signal makes the memorisation call instead
-    record = told(stalled, 1, count={"rate": 0.6, "from_mixture": 1.0})
+    record = told(stalled, 1, count=HEAVY)
     assert not record["light_memorising"] and cb.memorising_since_ == 2
 
 
@@ -773,7 +784,7 @@ class HeavyCallAt(DynamicBootstrapMixUp):
         self.after_epoch_opt = {}
 
     def _update_regime(self, record, count):
-        super()._update_regime(record, {**count, "rate": 0.6, "from_mixture": 1.0})
+        super()._update_regime(record, HEAVY)
         if self.epoch == self.call - 1:
             self.memorising_since_ = self.call
 

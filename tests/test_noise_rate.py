@@ -1,5 +1,6 @@
-"""The noise count: how many labels are wrong, "little or no noise" where there is none, and
-the detectors' attributes, flags and read-outs built on it."""
+"""The count from losses: the log-odds count's pure functions, and the detectors' count, flags and
+read-outs on a real network's losses (the digits example's MLP) and on constructed ones. The
+count from probabilities, the interval and the verdict: ``test_noise_count.py``."""
 
 import json
 import pickle
@@ -14,8 +15,8 @@ from scipy.special import expit
 
 from lnc_experiments.digits import digits_training_losses
 from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector, noise_report, noise_summary
+from lnc_sklearn.noise_count import count_noise
 from lnc_sklearn.noise_rate import (
-    bootstrap_noise_rates,
     count_threshold,
     estimate_noise_rate,
     fit_gaussian_mixture_1d,
@@ -97,15 +98,6 @@ def test_a_separate_group_of_disbelieved_labels_is_counted():
     assert estimate["rate"] == pytest.approx(0.1, abs=0.01) and estimate["separation"] > 4
 
 
-def test_bootstrap_is_seeded_and_brackets_the_estimate():
-    rng = np.random.default_rng(2)
-    losses = np.r_[_loss_from_log_odds(rng.normal(6, 2, 4500)), _loss_from_log_odds(rng.normal(-4, 1.2, 500))]
-    rates = bootstrap_noise_rates(losses, n_bootstrap=30, random_state=0)
-    np.testing.assert_array_equal(rates, bootstrap_noise_rates(losses, n_bootstrap=30, random_state=0))
-    assert np.quantile(rates, 0.05) < estimate_noise_rate(losses)["rate"] < np.quantile(rates, 0.95)
-    assert 0.08 < rates.mean() < 0.12
-
-
 def test_values_that_are_not_cross_entropy_are_refused_by_the_estimate():
     with pytest.raises(ValueError, match="cross-entropy losses >= 0"):
         estimate_noise_rate(np.array([-1.0, 0.5, 2.0]))
@@ -114,18 +106,22 @@ def test_values_that_are_not_cross_entropy_are_refused_by_the_estimate():
 
 
 # -- the detectors, on a real network's losses ----------------------------------------------
-def test_clean_digits_little_or_no_noise(digits_runs):
+def test_clean_digits_count_no_noise_but_cannot_rule_it_out(digits_runs):
     losses, mask = digits_runs[0.0]
     assert not mask.any() and (np.exp(-losses) < 0.5).mean() > 0.1  # a long clean tail
     for detector in (BetaMixtureNoiseDetector(), GaussianMixtureNoiseDetector(random_state=0)):
         detector.fit(losses)
-        assert detector.noise_rate_ == 0.0 and detector.noise_separation_ < detector.min_separation
-        assert detector.predict(losses).sum() == 0 and detector.threshold_ == np.inf
+        count = detector.noise_count_
+        assert detector.noise_rate_ == 0.0 and count.separation < detector.min_separation
+        assert count.source == "log-odds count" and detector.predict(losses).sum() == 0
+        # over a tenth of the labels are disbelieved: the interval reaches that far, and without
+        # positive evidence the verdict is not "little or no noise"
+        assert count.interval[0] == 0.0 and count.interval[1] > 0.1 and count.verdict == "cannot tell"
         p = detector.predict_proba(losses)[:, 1]
-        assert p.mean() == pytest.approx(0.1 / losses.size, rel=1e-3)  # no noise, ranking kept
+        assert p.mean() == pytest.approx(0.1 / losses.size, rel=1e-3)  # no noise counted, ranking kept
         order = np.argsort(losses)
         assert np.all(np.diff(p[order]) >= 0)
-    # the mixture's own rate, the default before, calls a quarter of these clean digits noisy
+    # the mixture's own rate, the default before the count, calls a quarter of these clean digits noisy
     assert BetaMixtureNoiseDetector(rate_estimate="mixture").fit(losses).noise_rate_ > 0.2
 
 
@@ -136,7 +132,8 @@ def test_digits_low_noise_count_and_flags(digits_runs, rate):
     assert abs(detector.noise_rate_ - mask.mean()) <= 0.03
     flags = detector.predict(losses).astype(bool)
     assert flags.sum() == round(detector.noise_rate_ * losses.size)
-    assert losses[flags].min() >= detector.threshold_ > losses[~flags].max()
+    assert losses[flags].min() > losses[~flags].max()  # the highest losses
+    assert detector.noise_count_.verdict == "noise" and detector.noise_count_.interval[0] <= detector.noise_rate_
     top_k = np.zeros_like(mask)
     top_k[np.argsort(-losses)[: mask.sum()]] = True
     assert _f1(flags, mask) >= _f1(top_k, mask) - 0.05
@@ -160,21 +157,12 @@ def test_confidences_give_the_same_count(digits_runs):
     np.testing.assert_array_equal(from_confidence.predict(np.exp(-losses)), from_loss.predict(losses))
 
 
-def test_bootstrap_interval_and_evidence(digits_runs):
-    noisy = BetaMixtureNoiseDetector(n_bootstrap=40, random_state=0).fit(digits_runs[0.1][0])
-    low, high = noisy.noise_rate_interval_
-    assert low <= noisy.noise_rate_ <= high and high - low < 0.05 and noisy.noise_evidence_ > 0.9
-    clean = BetaMixtureNoiseDetector(n_bootstrap=40, random_state=0).fit(digits_runs[0.0][0])
-    assert clean.noise_rate_interval_[1] < 0.03 and clean.noise_evidence_ < 0.5
-    assert BetaMixtureNoiseDetector().fit(digits_runs[0.1][0]).noise_rate_interval_ is None
-
-
 def test_the_paper_configuration_is_the_plain_mixture(digits_runs):
     losses, _ = digits_runs[0.1]
     paper = BetaMixtureNoiseDetector(max_iter=10, tol=0, anchored=False, rate_estimate="mixture").fit(losses)
-    assert paper.log_odds_shift_ == 0.0 and paper.threshold_ is None
+    assert paper.noise_count_ is None and paper.noise_rate_interval_ is None
     p = paper.predict_proba(losses)[:, 1]
-    assert paper.noise_rate_ == pytest.approx(p.mean())
+    assert paper.noise_rate_ == pytest.approx(p.mean(), rel=1e-12)  # from the fit's own sums, no extra pass
     np.testing.assert_array_equal(paper.predict(losses), (p > 0.5).astype(int))
     raw = paper.set_params(monotone=False).predict_proba(losses)[:, 1]
     x = paper.to_unit_interval(losses)
@@ -188,7 +176,7 @@ def test_values_that_are_not_cross_entropy_fall_back_to_the_mixture_with_a_warni
     values = np.r_[rng.normal(-1, 0.3, 800), rng.normal(2, 0.4, 200)]
     with pytest.warns(UserWarning, match="needs cross-entropy losses"):
         detector = BetaMixtureNoiseDetector().fit(values)
-    assert detector.rate_estimate_used_ == "mixture" and detector.rate_estimate == "log-odds"
+    assert detector.noise_count_ is None and detector.rate_estimate == "count"
     np.testing.assert_array_equal(detector.predict(values), detector.predict_proba(values)[:, 1] > 0.5)
 
 
@@ -196,55 +184,32 @@ def test_saved_and_pickled_detectors_keep_their_count(digits_runs):
     losses, _ = digits_runs[0.05]
     for fitted in (BetaMixtureNoiseDetector().fit(losses), BetaMixtureNoiseDetector().fit(digits_runs[0.0][0])):
         copy = detector_from_dict(json.loads(json.dumps(detector_to_dict(fitted))))
-        assert copy.noise_rate_ == fitted.noise_rate_ and copy.threshold_ == fitted.threshold_
+        assert copy.noise_rate_ == fitted.noise_rate_ and copy.noise_count_.reason == fitted.noise_count_.reason
         np.testing.assert_array_equal(copy.predict(losses), fitted.predict(losses))
         np.testing.assert_array_equal(copy.predict_proba(losses), fitted.predict_proba(losses))
         again = pickle.loads(pickle.dumps(fitted))
         np.testing.assert_array_equal(again.predict(losses), fitted.predict(losses))
 
 
-def test_detectors_saved_before_the_count_load_as_they_were(digits_runs):
-    losses, _ = digits_runs[0.05]
-    before = BetaMixtureNoiseDetector(rate_estimate="mixture").fit(losses)
-    state = detector_to_dict(before)
-    for name in ("rate_estimate", "min_separation", "n_bootstrap", "random_state"):
-        del state["detector"]["params"][name]
-    for name in ("noise_rate_", "noise_separation_", "noise_rate_interval_", "noise_evidence_", "threshold_",
-                 "log_odds_shift_", "rate_estimate_used_"):
-        del state["detector"]["fitted"][name]
-    loaded = detector_from_dict(state)
-    assert loaded.rate_estimate == "mixture"
-    np.testing.assert_array_equal(loaded.predict_proba(losses), before.predict_proba(losses))
-    np.testing.assert_array_equal(loaded.predict(losses), before.predict(losses))
-    # and a pickle from then: the parameters it lacks are what it did
-    old = before.__getstate__()
-    for name in ("rate_estimate", "min_separation", "n_bootstrap", "random_state", "log_odds_shift_",
-                 "threshold_", "rate_estimate_used_"):
-        old.pop(name)
-    revived = BetaMixtureNoiseDetector.__new__(BetaMixtureNoiseDetector)
-    revived.__setstate__(old)
-    assert revived.get_params()["rate_estimate"] == "mixture"
-    np.testing.assert_array_equal(revived.predict(losses), before.predict(losses))
-
-
 # -- what users read ------------------------------------------------------------------------
-def test_summary_says_little_or_no_noise_and_gives_the_count(digits_runs):
-    clean = noise_summary(noise_report(digits_runs[0.0][0], BetaMixtureNoiseDetector(n_bootstrap=20, random_state=0)))
+def test_summary_gives_the_count_its_interval_and_verdict(digits_runs):
+    clean = noise_summary(noise_report(digits_runs[0.0][0]))
     assert clean.noise_fraction == 0.0 and clean.n_flagged == 0
-    assert "little or no label noise found" in str(clean) and "90% interval" in str(clean)
+    assert "cannot tell whether there is label noise" in str(clean) and "90% interval" in str(clean)
     losses, mask = digits_runs[0.1]
     summary = noise_summary(noise_report(losses, noise_mask=mask))
     assert summary.noise_fraction == BetaMixtureNoiseDetector().fit(losses).noise_rate_
     assert summary.n_flagged == round(summary.noise_fraction * losses.size)
-    assert "stands apart" in str(summary)
+    assert "label noise found" in str(summary) and "[log-odds count]" in str(summary)
 
 
 def test_cli_reports_the_count(tmp_path, digits_runs):
     path = tmp_path / "losses.csv"
     pd.DataFrame({"loss": digits_runs[0.0][0]}).to_csv(path, index=False)
-    out = subprocess.run([sys.executable, "-m", "lnc_sklearn.cli", str(path), "--bootstrap", "10", "--top", "3"],
+    out = subprocess.run([sys.executable, "-m", "lnc_sklearn.cli", str(path), "--top", "3"],
                          capture_output=True, text=True, check=True).stdout
-    assert "estimated noise fraction 0.000" in out and "little or no label noise found" in out and "0 flagged" in out
+    assert "estimated noise fraction 0.000, 90% interval [0.000," in out and "0 flagged" in out
+    assert "cannot tell whether there is label noise" in out
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no NaN warnings on clean data
         noise_summary(noise_report(digits_runs[0.0][0]))
@@ -265,15 +230,17 @@ def test_given_labels_the_count_finds_noise_flipped_into_one_class():
     losses, labels, mask = _two_classes()
     assert BetaMixtureNoiseDetector().fit(losses).noise_rate_ == 0.0  # hidden among all samples
     detector = BetaMixtureNoiseDetector().fit(losses, labels)
-    assert detector.noise_rate_ == pytest.approx(0.02, abs=0.005)
-    np.testing.assert_array_equal(detector.labels_seen_, [0, 1])
-    assert detector.label_noise_rates_[0] == 0.0 and detector.label_noise_rates_[1] == pytest.approx(0.1, abs=0.02)
+    assert detector.noise_rate_ == pytest.approx(0.02, abs=0.005) and detector.noise_count_.source == "log-odds count"
+    np.testing.assert_array_equal(detector.classes_, [0, 1])
+    rates = detector.noise_count_.class_rates
+    assert rates[0] == 0.0 and rates[1] == pytest.approx(0.1, abs=0.02)
     flags = detector.predict(losses, labels).astype(bool)
     assert not flags[labels == 0].any()  # each label's own count and threshold
-    assert flags.sum() == round(detector.label_noise_rates_[1] * 2000)
+    assert flags.sum() == round(rates[1] * 2000)
     assert _f1(flags, mask) > 0.85
     p = detector.predict_proba(losses, labels)[:, 1]
-    assert p[labels == 1].mean() == pytest.approx(detector.label_noise_rates_[1], abs=1e-3)
+    assert p.mean() == pytest.approx(detector.noise_rate_, abs=1e-4)  # one shift: the loss's order
+    assert np.all(np.diff(p[np.argsort(losses)]) >= 0)
     # without labels at read-out: the overall threshold at the overall count
     assert detector.predict(losses).sum() == round(detector.noise_rate_ * losses.size)
     # labels never seen at fit are read with the overall threshold
@@ -291,8 +258,9 @@ def test_string_labels_and_small_classes(tmp_path):
     names = np.where(labels == 0, "cat", "dog").astype(object)
     names[:30] = "rare"  # fewer than 200 samples: counted with the other small labels
     detector = BetaMixtureNoiseDetector().fit(losses, pd.Series(names))
-    np.testing.assert_array_equal(detector.labels_seen_, ["cat", "dog"])
-    assert detector.label_noise_rates_.size == 3  # cat, dog, and the pooled small labels
+    np.testing.assert_array_equal(detector.classes_, ["cat", "dog", "rare"])
+    rates = detector.noise_count_.class_rates
+    assert rates.size == 3 and rates[0] == 0.0 and rates[1] == pytest.approx(0.1, abs=0.02)
     copy = detector_from_dict(json.loads(json.dumps(detector_to_dict(detector))))
     np.testing.assert_array_equal(copy.predict(losses, names), detector.predict(losses, names))
 
@@ -304,19 +272,22 @@ def test_where_the_network_disbelieves_most_labels_the_count_is_the_mixtures():
     losses = np.log(10) + rng.normal(0, 0.05, 5000) ** 2
     detector = BetaMixtureNoiseDetector().fit(losses)
     mixture = BetaMixtureNoiseDetector(rate_estimate="mixture").fit(losses)
-    assert detector.noise_from_mixture_ == 1.0 and detector.noise_rate_ == pytest.approx(mixture.noise_rate_)
+    count = detector.noise_count_
+    assert count.source == "mixture" and count.most_disbelieved
+    assert detector.noise_rate_ == pytest.approx(mixture.noise_rate_)
+    assert count.verdict == "cannot tell" and count.interval[1] == 1.0  # every label is disbelieved
     assert detector.predict(losses).sum() == round(detector.noise_rate_ * losses.size)
     # where it does count, nothing came from the mixture
     clean = BetaMixtureNoiseDetector().fit(_loss_from_log_odds(rng.normal(5, 2, 5000)))
-    assert clean.noise_from_mixture_ == 0.0 and clean.noise_rate_ == 0.0
+    assert clean.noise_count_.source == "log-odds count" and clean.noise_rate_ == 0.0
 
 
 def test_a_hard_clean_class_is_not_read_as_noise():
     rng = np.random.default_rng(0)
     losses = np.r_[_loss_from_log_odds(rng.normal(6, 2, 1800)), _loss_from_log_odds(rng.normal(-0.5, 0.8, 400))]
     labels = np.r_[np.zeros(1800, int), np.ones(400, int)]
-    detector = BetaMixtureNoiseDetector(n_bootstrap=10, random_state=0).fit(losses, labels)
-    assert detector.noise_from_mixture_ == 0.0 and detector.label_noise_rates_[1] < 0.2
+    detector = BetaMixtureNoiseDetector().fit(losses, labels)
+    assert not detector.noise_count_.most_disbelieved and detector.noise_count_.class_rates[1] < 0.2
 
 
 def test_bad_labels_are_clear_errors_and_fitting_without_labels_still_checks_them():
@@ -337,12 +308,9 @@ def test_saved_gaussian_detectors_load():
         np.testing.assert_array_equal(copy.predict_proba(losses, labels), fitted.predict_proba(losses, labels))
 
 
-def test_an_epoch_without_values_counts_nothing():
-    # the training callback's epoch where every loss was non-finite
-    from lnc_sklearn.noise_rate import count_noise
-
-    count = count_noise(np.zeros(0), np.zeros(0, int), np.zeros(0))
-    assert np.isnan(count["rate"]) and count["flags"].size == 0
+def test_no_values_is_a_clear_error():
+    with pytest.raises(ValueError, match="no values to count"):
+        count_noise(np.zeros(0), np.zeros(0, int), np.zeros(0))
 
 
 def test_small_groups_find_their_wrong_labels():

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from lnc_sklearn import BetaMixtureNoiseDetector, GaussianMixtureNoiseDetector
-from lnc_sklearn.report import noise_report, noise_summary, report_from_probabilities
+from lnc_sklearn.report import noise_report, report_from_probabilities
+from lnc_sklearn.summary import noise_summary
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_rows_follow_the_input_order_with_cleanlabs_columns(digits):
     np.testing.assert_array_equal(report["is_noisy"], detector.predict(losses).astype(bool))
     assert report["is_noisy"].sum() == round(detector.noise_rate_ * losses.size) > 0
     assert report.loc[report["is_noisy"], "loss"].min() > report.loc[~report["is_noisy"], "loss"].max()
-    assert report.attrs["noise_estimate"]["noise_rate"] == detector.noise_rate_
+    assert report.attrs["noise_count"].rate == detector.noise_rate_
     with_threshold = noise_report(losses, detector, threshold=0.5)
     assert (with_threshold["is_noisy"] == (with_threshold["p_noisy"] > 0.5)).all()
     np.testing.assert_array_equal(report["noise_mask"], changed)
