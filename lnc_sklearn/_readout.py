@@ -124,17 +124,28 @@ def _margin_thresholds(probs, labels, cells):
     n_classes = probs.shape[1]
     margins = np.full((n_classes, n_classes), np.inf)
     order, bounds = _sorted_groups(labels, n_classes)
+    by_label = np.ascontiguousarray(probs.T).take(order, axis=1)  # one row per class, samples by label
     for i in range(n_classes):
         if not np.delete(cells[i], i).any():
             continue
-        columns = np.ascontiguousarray(probs[order[bounds[i]:bounds[i + 1]]].T)  # one row per class
+        columns = by_label[:, bounds[i]:bounds[i + 1]]
         for j in range(n_classes):
             take = min(int(cells[i, j]), columns.shape[1])
             if i == j or take <= 0:
                 continue
-            margin = columns[j] - columns[i]
-            margins[i, j] = np.partition(margin, margin.size - take)[margin.size - take]
+            margins[i, j] = _kth_largest(columns[j] - columns[i], take)
     return margins
+
+
+def _kth_largest(values, k):
+    """The ``k``-th largest of ``values`` (``1 <= k <= values.size``). The cells take few
+    samples, so the partition runs over the values above a cut that at least ``k`` of them
+    pass (the same answer as over all of them, at a fraction of the cost)."""
+    for cut in (0.0, -0.5):
+        above = values[values > cut]
+        if above.size >= k:
+            return np.partition(above, above.size - k)[above.size - k]
+    return np.partition(values, values.size - k)[values.size - k]
 
 
 def class_index(classes, labels):

@@ -41,8 +41,9 @@ def test_rows_score_each_method_against_the_mask():
 
 
 def test_detector_quality_benchmark_runs_and_judges(tmp_path):
-    """benchmarks/detector_quality.py on a tiny two-epoch trace: it scores every detector, adds
-    cleanlab's count, and prints the issue's checks."""
+    """benchmarks/detector_quality.py on a tiny two-epoch trace: it scores the count from the
+    losses, the labels and the probabilities beside lnc before and cleanlab, and prints the
+    noise-count issue's targets."""
     import json
     import os
     import subprocess
@@ -50,16 +51,23 @@ def test_detector_quality_benchmark_runs_and_judges(tmp_path):
     from pathlib import Path
 
     losses, probs, given, changed = _epoch(n=600)
+    probs = probs.astype(np.float32)
+    probs /= probs.sum(axis=1, keepdims=True)
+    losses = -np.log(probs[np.arange(len(given)), given])
     # true_labels is read on the clean samples only (their accuracy), where it is the given label
     np.savez(tmp_path / "toy_cnn_sym40_s0.npz", losses=np.stack([losses, losses * 0.9]).astype(np.float32),
              probs=np.stack([probs, probs]), noisy_labels=given, true_labels=given, noise_mask=changed)
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "LNC_RESULTS_DIR": str(tmp_path / "results")}
-    out = subprocess.run([sys.executable, str(repo / "benchmarks" / "detector_quality.py"), str(tmp_path / "toy_cnn_sym40_s0.npz"),
-                          "--no-digits", "--out-name", "toy"], capture_output=True, text=True, env=env, timeout=300, check=True).stdout
-    assert "The detector issue's checks" in out and "35% wrong or more" in out
+    out = subprocess.run([sys.executable, str(repo / "benchmarks" / "detector_quality.py"), "--set", "dev",
+                          "--traces-dir", str(tmp_path), "--traces", "toy_cnn_sym40_s0", "--before", "HEAD",
+                          "--out-name", "toy"], capture_output=True, text=True, env=env, timeout=300, check=True).stdout
+    assert "The noise-count issue's targets" in out and "probabilities, rate" in out
     table = json.loads((tmp_path / "results" / "toy.json").read_text())["table"]
     columns, rows = table["columns"], table["data"]
-    assert len(rows) == 2 and "cleanlab rate" in columns and "rate lnc default, given labels" in columns
+    assert len(rows) == 4  # two epochs, each as losses and as confidences
+    assert {"rate cleanlab", "rate labels", "rate probabilities", "covered probabilities", "verdict labels"} <= set(columns)
     row = dict(zip(columns, rows[0]))
-    assert row["true rate"] == pytest.approx(round(changed.mean(), 4)) and 0 <= row["rate lnc default"] <= 1
+    assert row["kind"] == "in-training" and row["true rate"] == pytest.approx(round(changed.mean(), 4), abs=1e-4)
+    assert 0 <= row["rate probabilities"] <= 1 and row["low probabilities"] <= row["rate probabilities"] <= row["high probabilities"]
+    assert row["err cleanlab"] == pytest.approx(abs(row["rate cleanlab"] - row["true rate"]), abs=1e-3)

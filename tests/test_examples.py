@@ -19,7 +19,9 @@ def _run(script, *args):
 
 def test_detect_digits_main_job():
     out = _run("detect_digits.py", "--top", "5")
-    assert "Beta mixture (lnc default)" in out and "Top 5 suspects" in out
+    for row in ("lnc default (losses)", "lnc default (labels)", "lnc default (labels, probabilities)"):
+        assert row in out
+    assert "90% interval" in out and "estimated noise matrix" in out and "Top 5 suspects" in out
 
 
 @pytest.mark.filterwarnings("ignore")
