@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _readout
 from .normalization import log_span, percentile_bounds, to_unit_interval
-from .probabilities import check_pred_probs, label_columns
+from .probabilities import check_pred_probs, label_columns, label_indices
 
 __all__ = ["BaseNoiseDetector"]
 
@@ -127,7 +127,7 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         if pred_probs is None:
             if self.classes is not None:
                 return label_columns(y, len(self.classes), self.classes), None
-            return _label_indices(y), None
+            return label_indices(y), None
         probs = check_pred_probs(pred_probs, n)
         columns, classes = label_columns(y, probs.shape[1], self.classes)
         return (columns, classes), probs
@@ -363,20 +363,6 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.one_d_array = True
         return tags
-
-
-def _label_indices(y):
-    """``(indices, classes)``: the labels as indices into their sorted distinct values."""
-    if y.dtype == object and all(isinstance(label, str) for label in y):
-        y = y.astype(str)
-    try:
-        classes, indices = np.unique(y, return_inverse=True)
-    except TypeError:
-        raise ValueError(
-            "the labels must all be of one kind (class indices, or class names as strings); got a mix of "
-            f"{sorted({type(label).__name__ for label in y})}"
-        ) from None
-    return indices.astype(np.int64), classes
 
 
 def _domain_problem(values, input_type):

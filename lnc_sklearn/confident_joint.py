@@ -22,7 +22,8 @@ names to columns is :func:`lnc_sklearn.probabilities.label_columns`'s job.
 
 import numpy as np
 
-__all__ = ["class_thresholds", "confident_joint", "calibrated_joint", "noise_matrix", "label_noise_rates"]
+__all__ = ["class_thresholds", "confident_joint", "joint_counts",
+           "calibrated_joint", "noise_matrix", "label_noise_rates"]
 
 
 def class_thresholds(labels, pred_probs):
@@ -65,10 +66,14 @@ def confident_joint(labels, pred_probs, thresholds=None):
     array([[2, 1],
            [0, 1]])
     """
-    n_classes = pred_probs.shape[1]
     if thresholds is None:
         thresholds = class_thresholds(labels, pred_probs)
-    guess = confident_classes(pred_probs, thresholds)
+    return joint_counts(labels, confident_classes(pred_probs, thresholds), pred_probs.shape[1])
+
+
+def joint_counts(labels, guess, n_classes):
+    """``(K, K)`` counts of samples by given label (rows) and confident class (columns); samples
+    without a confident class (``guess == -1``) are left out."""
     keep = guess >= 0
     cells = np.bincount(labels[keep] * n_classes + guess[keep], minlength=n_classes * n_classes)
     return cells.reshape(n_classes, n_classes)

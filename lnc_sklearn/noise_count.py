@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .confident_joint import (calibrated_joint, class_thresholds, confident_classes, label_noise_rates,
+from .confident_joint import (calibrated_joint, class_thresholds, confident_classes, joint_counts, label_noise_rates,
                               noise_matrix)
 from .noise_rate import count_threshold, estimate_noise_rate, label_log_odds
 from .probabilities import check_pred_probs, label_columns
@@ -166,8 +166,7 @@ def count_from_probabilities(labels, pred_probs, classes):
     predicted = pred_probs.argmax(axis=1)
     guess = confident_classes(pred_probs, thresholds, predicted)
     keep = guess >= 0
-    cells = np.bincount(labels[keep] * n_classes + guess[keep], minlength=n_classes * n_classes)
-    joint = calibrated_joint(cells.reshape(n_classes, n_classes), np.bincount(labels, minlength=n_classes))
+    joint = calibrated_joint(joint_counts(labels, guess, n_classes), np.bincount(labels, minlength=n_classes))
     rate = 1.0 - float(np.trace(joint))
     confidently_other = int(np.count_nonzero(keep & (guess != labels)))
     not_predicted = int(np.count_nonzero(predicted != labels))

@@ -9,7 +9,7 @@ the columns in sorted order, as scikit-learn's classifiers order them.
 
 import numpy as np
 
-__all__ = ["check_pred_probs", "label_columns", "given_label_loss", "ROW_SUM_TOLERANCE"]
+__all__ = ["check_pred_probs", "label_columns", "label_indices", "given_label_loss", "ROW_SUM_TOLERANCE"]
 
 #: How far a row of probabilities may sum from 1 (float32 softmax outputs sum within 1e-6).
 ROW_SUM_TOLERANCE = 1e-3
@@ -101,16 +101,31 @@ def label_columns(labels, n_columns, classes=None):
                 "give classes= (the class of each column) if the labels are not column numbers"
             )
         return columns, np.arange(n_columns)
-    try:
-        names, columns = np.unique(labels, return_inverse=True)
-    except TypeError:
-        raise ValueError("labels must all be of one kind (class indices, or class names)") from None
+    columns, names = label_indices(labels)
     if names.size != n_columns:
         raise ValueError(
             f"the labels have {names.size} distinct classes but pred_probs has {n_columns} columns; give classes= "
             "(the class of each column, as a classifier's classes_ lists them)"
         )
-    return columns.astype(np.int64), names
+    return columns, names
+
+
+def label_indices(labels):
+    """``(indices, classes)``: the labels as indices into their sorted distinct values.
+
+    >>> label_indices(np.array(["dog", "cat", "dog"]))
+    (array([1, 0, 1]), array(['cat', 'dog'], dtype='<U3'))
+    """
+    if labels.dtype == object and all(isinstance(label, str) for label in labels):
+        labels = labels.astype(str)
+    try:
+        classes, indices = np.unique(labels, return_inverse=True)
+    except TypeError:
+        raise ValueError(
+            "the labels must all be of one kind (class indices, or class names as strings); got a mix of "
+            f"{sorted({type(label).__name__ for label in labels})}"
+        ) from None
+    return indices.astype(np.int64), classes
 
 
 def given_label_loss(labels, pred_probs, classes=None):
