@@ -360,7 +360,7 @@ def main():
                           "largest difference from before": diff.max()})
         lines += [markdown_table(pd.DataFrame(diffs)), ""]
     path = write_results(f"{name}.md", f"Detector quality: the {args.set} cases", lines)
-    write_json(f"{name}.json", {"table": json.loads(table.round(4).to_json(orient="split", index=False))})
+    write_json(f"{name}.json", {"table": json.loads(table.round(4).to_json(orient="split", index=False))}, indent=None)
     print("\n".join(lines[lines.index("## The noise-count issue's targets"):]))
     print(f"written to {path}")
 

@@ -64,12 +64,13 @@ def write_results(filename, title, body_lines):
     return path
 
 
-def write_json(filename, payload):
-    """Write ``payload`` with the environment to ``results/filename`` as JSON, whole or not at all."""
+def write_json(filename, payload, indent=1):
+    """Write ``payload`` with the environment to ``results/filename`` as JSON, whole or not at all
+    (``indent=None``: on one line, for tables of many rows)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / filename
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"environment": environment(), **payload}, indent=1))
+        tmp.write_text(json.dumps({"environment": environment(), **payload}, indent=indent))
     return path
 
 
