@@ -117,13 +117,9 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _labels_and_probs(self, n, y, pred_probs):
         """At fit: the labels as indices into ``classes_`` and the probabilities (or None)."""
-        if pred_probs is not None and y is None:
-            raise ValueError("pred_probs need the given labels too: fit(X, y=labels, pred_probs=...)")
+        y = _given_labels(n, y, pred_probs)
         if y is None:
             return None, None
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {y.shape}")
         if pred_probs is None:
             if self.classes is not None:
                 return label_columns(y, len(self.classes), self.classes), None
@@ -214,13 +210,9 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _evidence_at_predict(self, n, y, pred_probs):
         """At predict: ``(label indices or None, probabilities or None)`` as the fit can use them."""
+        y = _given_labels(n, y, pred_probs)
         if y is None:
-            if pred_probs is not None:
-                raise ValueError("pred_probs need the given labels too: pass y=labels")
             return None, None
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {y.shape}")
         classes = getattr(self, "classes_", None)
         if pred_probs is not None and "posterior" not in (getattr(self, "_readout", None) or {}):
             raise ValueError("this detector was fitted without pred_probs; predict without them, or refit with them")
@@ -363,6 +355,18 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.one_d_array = True
         return tags
+
+
+def _given_labels(n, y, pred_probs):
+    """``y`` as an array of ``n`` labels, or None; probabilities without labels are an error."""
+    if y is None:
+        if pred_probs is not None:
+            raise ValueError("pred_probs need the given labels too: pass y=labels (fit(X, y=labels, pred_probs=...))")
+        return None
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {y.shape}")
+    return y
 
 
 def _domain_problem(values, input_type):
