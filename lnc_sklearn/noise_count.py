@@ -240,9 +240,10 @@ def count_from_losses(values, labels=None, p_mixture=None, input_type="loss", *,
     sizes = np.bincount(labels, minlength=n_classes) if labels is not None else np.array([n])
     separated, best_separation = np.zeros(n_classes), 0.0
     group_index = _size_groups(sizes) if labels is not None else np.zeros(1, dtype=int)
+    groups = group_index[labels] if labels is not None else np.zeros(n, dtype=int)  # each sample's group
     for group in np.unique(group_index):
         members = np.flatnonzero(group_index == group)
-        part = np.isin(labels, members) if labels is not None else np.ones(n, dtype=bool)
+        part = groups == group
         estimate = estimate_noise_rate(values[part], input_type, min_separation=min_separation,
                                        log_odds=log_odds[part])
         best_separation = max(best_separation, estimate["separation"])
@@ -256,7 +257,6 @@ def count_from_losses(values, labels=None, p_mixture=None, input_type="loss", *,
             rate = float(np.mean(p_mixture)) if p_mixture is not None else 0.0
             return _count(rate, noise_interval(rate, 0, disbelieved, n), "mixture", **extra)
         # the mixture's mean p(noisy) within each of the log-odds count's groups
-        groups = group_index[labels]
         n_groups = group_index.max() + 1
         means = np.bincount(groups, weights=p_mixture, minlength=n_groups) / np.maximum(
             np.bincount(groups, minlength=n_groups), 1)
