@@ -19,12 +19,11 @@ the same for all). Variants:
   ends with a whole pass, which a long run makes at its last epoch only.
 - ``DynamicBootstrapMixUp(), waiting under heavy noise``: before the memorisation call: unmixed,
   the pass every epoch, the rewind's host copy after every epoch.
-- ``... as before``: the memorising and waiting variants with the whole pass every epoch through
-  the data pipeline (``pass_from_batches=False, keep_pass_inputs=False``), the code before
-  2026-12-01's cheaper passes, timed in the same process (``--as-before``; by default on a CPU
-  only).
+- ``... as before``: the memorising and waiting variants with the pass's batches built by the
+  data pipeline every time (``keep_pass_inputs=False``), as before 2026-12-01's cheaper passes,
+  timed in the same process (``--as-before``; by default on a CPU only).
 - ``memorising, plain order``: the memorising variant with the forward of each un-mixed batch in
-  the inputs' own memory order (``channels_last=False``), as before 2026-12-01's evening change;
+  the inputs' own memory order (the ``channels_last`` attribute False), as before 2026-12-01's evening change;
   ``M-DYR-H (paper preset), channels_last=True``: the paper preset with that forward in
   channels-last order, which it takes only when asked. Both on a CPU only, where ``"auto"``
   turns it on.
@@ -62,7 +61,7 @@ from fastai.callback.channelslast import ChannelsLast  # noqa: E402,F401  (adds 
 from fastai.callback.fp16 import MixedPrecision  # noqa: E402,F401  (adds Learner.to_fp16)
 from fastai.callback.mixup import MixUp  # noqa: E402
 from fastai.torch_core import set_seed  # noqa: E402
-from lnc_fastai import DynamicBootstrapMixUp  # noqa: E402
+from lnc_fastai import DynamicBootstrapMixUp, TrainingPolicy  # noqa: E402
 from lnc_fastai.batches import eval_mode  # noqa: E402
 from lnc_fastai.losses import bootstrap_targets  # noqa: E402
 from lnc_fastai.pooling import max_pooling_channels_last  # noqa: E402
@@ -83,57 +82,63 @@ class ReferenceStyleBootstrap(DynamicBootstrapMixUp):
         return torch.from_numpy(weights).float().to(labels.device), targets
 
 
+def reference_style():
+    cb = ReferenceStyleBootstrap(mode="paper", warmup=0)
+    cb.channels_last_pooling = False
+    return cb
+
+
 CPU_ROUND = 3  # epochs per timed round on a CPU (lnc's default tracks one of three there); 1 on a GPU
 
 
-class AlwaysBootstrapping(DynamicBootstrapMixUp):
-    """lnc's default with bootstrapping on in every epoch after the first fit, so the per-batch
-    path is timed whether or not its detector would switch bootstrapping on (mixed batches, as
-    a run that bootstraps trains them)."""
+class Forced(TrainingPolicy):
+    """lnc mode's policy held in one phase in every epoch (``forced``: the state fields that
+    hold it there), so the per-batch path of that phase is timed whatever the passes find."""
 
-    def _set_lnc_epoch(self):
-        if self.table is not None and self.bootstrap_since_ is None:
-            self.bootstrap_since_ = self.epoch
-        super()._set_lnc_epoch()
-        if self.table is not None:
-            self.bootstrap_scale_ = 1.0
+    def __init__(self, forced):
+        super().__init__(warmup=0, ramp=0, settle=0)
+        self.forced = forced
 
-
-class AlwaysMemorising(AlwaysBootstrapping):
-    """lnc's default as under heavy noise once the network memorises: bootstrapping towards a
-    forward of each un-mixed batch (``fresh_targets``), strong mixup, the pass every epoch."""
-
-    def _set_lnc_epoch(self):
-        if self.table is not None and self.memorising_since_ is None:
-            self.memorising_since_ = self.epoch
-        super()._set_lnc_epoch()
+    def _epoch_plan(self, epoch):
+        self.__dict__.update(self.forced)
+        return super()._epoch_plan(epoch)
 
 
-class AlwaysWaiting(DynamicBootstrapMixUp):
-    """lnc's default as under heavy noise before the memorisation call: unmixed batches on the
-    given labels, the pass every epoch, and after every epoch's validation a host copy of the
-    model and optimizer state for the rewind (every epoch counted as the wait's best so far: the
-    most copies a wait can make). The copy's seconds are in ``copy_seconds``."""
+BOOTSTRAPPING = {"regime": "light", "bootstrap_since": 0, "memorising_since": None, "collapse_guard": 1.0}
+MEMORISING = {"regime": "heavy", "memorising_since": 0, "bootstrap_since": None, "collapse_guard": 1.0}
+WAITING = {"regime": "heavy", "memorising_since": None, "bootstrap_since": None}
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.copy_seconds = []
 
-    def _start_lnc_run(self):  # every timed round (a fit of its own) waits from its first epoch
-        super()._start_lnc_run()
-        self.noise_regime_ = "heavy"
+def lnc_variant(forced, **speed):
+    """lnc's default held in one phase (``BOOTSTRAPPING``: each batch's weights and targets read
+    from the pass by sample index; ``MEMORISING``: after the call, a forward of each un-mixed
+    batch for its targets, strong mixup, the pass every epoch; ``WAITING``: before the call,
+    unmixed, the pass every epoch, and after every epoch's validation a host copy of the model
+    and optimizer state for the rewind, each epoch counted as the best so far: the most copies a
+    wait can make, their seconds in ``copy_seconds``), with speed settings as given."""
+    cb = DynamicBootstrapMixUp(policy=Forced(forced))
+    for name, value in speed.items():
+        setattr(cb, name, value)
+    if forced is WAITING:
+        cb.copy_seconds, validated = [], cb.correction.validated
 
-    def _update_regime(self, record, count):
-        super()._update_regime(record, count)
-        self.noise_regime_, self.memorising_since_ = "heavy", None
+        def timed(plan, accuracy, model, optimizer=None):
+            cb.correction._best = None
+            start = time.perf_counter()
+            validated(plan, accuracy, model, optimizer)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            cb.copy_seconds.append(time.perf_counter() - start)
 
-    def _keep_if_best(self):
-        self._rewind_point = None
-        start = time.perf_counter()
-        super()._keep_if_best()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.copy_seconds.append(time.perf_counter() - start)
+        cb.correction.validated = timed
+    return cb
+
+
+def paper_variant(name, **speed):
+    cb = DynamicBootstrapMixUp.preset(name, warmup=0)
+    for attribute, value in speed.items():
+        setattr(cb, attribute, value)
+    return cb
 
 
 def keep_pass_inputs_across_rounds(cb):
@@ -300,24 +305,23 @@ def main():
     rounds_of = args.round_epochs or (1 if device.type == "cuda" else CPU_ROUND)
     variants = {
         "fastai MixUp": MixUp(alpha=32.0),
-        "M-DYR-H (paper preset)": DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0),
-        "reference-style": ReferenceStyleBootstrap(mode="paper", warmup=0, channels_last_pooling=False),
-        "DynamicBootstrapMixUp()": AlwaysBootstrapping(warmup=0),
-        "DynamicBootstrapMixUp(tracking_every=1)": AlwaysBootstrapping(warmup=0, tracking_every=1),
-        "DynamicBootstrapMixUp(), memorising": AlwaysMemorising(warmup=0),
-        "DynamicBootstrapMixUp(), waiting under heavy noise": AlwaysWaiting(warmup=0),
+        "M-DYR-H (paper preset)": paper_variant("m-dyr-h"),
+        "reference-style": reference_style(),
+        "DynamicBootstrapMixUp()": lnc_variant(BOOTSTRAPPING),
+        "DynamicBootstrapMixUp(tracking_every=1)": lnc_variant(BOOTSTRAPPING, tracking_every=1),
+        "DynamicBootstrapMixUp(), memorising": lnc_variant(MEMORISING),
+        "DynamicBootstrapMixUp(), waiting under heavy noise": lnc_variant(WAITING),
         # as before 2026-12-01: the whole pass every epoch, through the data pipeline every time
-        "memorising, as before (pass_from_batches=False, keep_pass_inputs=False)":
-            AlwaysMemorising(warmup=0, pass_from_batches=False, keep_pass_inputs=False),
-        "waiting, as before (keep_pass_inputs=False)": AlwaysWaiting(warmup=0, keep_pass_inputs=False),
+        "memorising, as before (keep_pass_inputs=False)": lnc_variant(MEMORISING, keep_pass_inputs=False),
+        "waiting, as before (keep_pass_inputs=False)": lnc_variant(WAITING, keep_pass_inputs=False),
         # as before the channels-last forward (2026-12-01, evening): the per-batch forward in the inputs' order
-        "memorising, plain order (channels_last=False)": AlwaysMemorising(warmup=0, channels_last=False),
+        "memorising, plain order (channels_last=False)": lnc_variant(MEMORISING, channels_last=False),
         # the paper preset with the channels-last forward (off in paper mode unless asked)
-        "M-DYR-H (paper preset), channels_last=True": DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0, channels_last=True),
+        "M-DYR-H (paper preset), channels_last=True": paper_variant("m-dyr-h", channels_last=True),
         # as before max pooling in channels-last order (2026-12-01, late): the same values, pooled in the inputs' order
-        "waiting, plain pooling (channels_last_pooling=False)": AlwaysWaiting(warmup=0, channels_last_pooling=False),
+        "waiting, plain pooling (channels_last_pooling=False)": lnc_variant(WAITING, channels_last_pooling=False),
         "M-DYR-H (paper preset), plain pooling (channels_last_pooling=False)":
-            DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0, channels_last_pooling=False),
+            paper_variant("m-dyr-h", channels_last_pooling=False),
     }
     if not (device.type == "cpu" if args.as_before is None else args.as_before):
         variants = {name: cb for name, cb in variants.items() if "as before" not in name}
@@ -357,7 +361,7 @@ def main():
     for cb in variants.values():
         if hasattr(cb, "tracking_seconds"):
             cb.tracking_seconds.clear()
-        if isinstance(cb, AlwaysWaiting):
+        if hasattr(cb, "copy_seconds"):
             cb.copy_seconds.clear()
     for _ in range(args.rounds):
         for learn, _timer in learners.values():
@@ -412,8 +416,8 @@ def main():
         "The bootstrapping callbacks keep their pass's input batches (`keep_pass_inputs`, the default) from round to "
         "round, as one long fit keeps them from its third pass on (an untimed pass after the untimed epoch checks them; "
         "`pass batches`: `kept` where the timed passes read them from memory). "
-        "lnc's default is timed with bootstrapping forced on (`AlwaysBootstrapping` in the script); "
-        "'waiting under heavy noise' is it before the memorisation call (`AlwaysWaiting`): unmixed, the pass every "
+        "lnc's default is timed with bootstrapping forced on (`lnc_variant(BOOTSTRAPPING)` in the script); "
+        "'waiting under heavy noise' is it before the memorisation call (`lnc_variant(WAITING)`): unmixed, the pass every "
         "epoch, and the rewind's host copy of the model and optimizer state after every epoch's validation (the most "
         "a wait makes; the copy's seconds are added to its epoch"
         + (f", {statistics.median(variants['DynamicBootstrapMixUp(), waiting under heavy noise'].copy_seconds):.3f} s median)."

@@ -42,12 +42,8 @@ from torch import nn
 from lnc_experiments.data import as_float_images, image_dataloaders, load_arrays
 from lnc_experiments.models import small_cnn
 from lnc_experiments.noise_cases import inject_noise
-from lnc_experiments.results import (
-    RESULTS,
-    callback_history,
-    markdown_table,
-    write_results,
-)
+from lnc_experiments.results import RESULTS, callback_history, write_results
+from lnc_experiments.results import markdown_table as _markdown
 from lnc_experiments.validation import ScoreTestSet, validation_seed
 from lnc_fastai import DynamicBootstrapMixUp
 from lnc_sklearn import count_label_noise
@@ -75,6 +71,11 @@ ABLATIONS = {
 }
 METHODS = BASELINES + tuple(ABLATIONS)
 RUNS = RESULTS / "policy_runs.jsonl"
+
+
+def markdown_table(frame):
+    """The table's lines."""
+    return _markdown(frame, "{:.3f}").split("\n")
 
 
 class Ablated(DynamicBootstrapMixUp):
@@ -215,6 +216,63 @@ def main():
               f"({result['seconds']:.0f} s)", flush=True)
 
 
+def ablation_lines(by_seed):
+    """Each switched-off mechanism against the default, paired by seed, and the decision of the
+    rule declared in evaluation_split.md: keep a mechanism whose removal costs at least 0.5 points
+    over all runs, or at least 2 in one setting without gaining 2 in another."""
+    import pandas as pd
+
+    rows = []
+    for method in [m for m in ABLATIONS if m in by_seed.columns]:
+        diff = (by_seed[method] - by_seed["default"]).dropna() * 100
+        per_setting = diff.groupby(level=[0, 1]).mean()
+        costs = diff.mean() <= -0.5 or (per_setting.min() <= -2 and per_setting.max() < 2)
+        if method == "count-probs":  # a replacement, not a removal: it must gain by the same margins
+            decision = "adopt" if diff.mean() >= 0.5 or (per_setting.max() >= 2 and per_setting.min() > -2) else "keep the count"
+        else:
+            decision = "keep" if costs else "drop"
+        rows.append({"variant": method, "what": ABLATIONS[method], "runs": len(diff), "mean diff": f"{diff.mean():+.2f}",
+                     **{f"{c} {n}": f"{v:+.1f}" for (c, n), v in per_setting.items()},
+                     "worst run": f"{diff.min():+.1f}", "decision": decision})
+    return ["Ablation: last-epoch test accuracy minus the default's, paired by seed (points; mean per setting):", "",
+            *markdown_table(pd.DataFrame(rows)), ""]
+
+
+def target_lines(runs, by_seed):
+    """The policy issue's targets, per setting: where cross-entropy memorises (its last epoch 5
+    points or more below its best, mean over seeds), the defaults against M-DYR-H and against
+    cross-entropy stopped at its best noisy-validation epoch; and the defaults' seconds per run
+    against ``MixUp()``'s, paired by seed (whole runs, the same process and machine)."""
+    import pandas as pd
+
+    lines = []
+    ce = runs[runs.method == "ce"].set_index(["cell", "noise", "seed"])
+    stopped = ce.acc_at_best_valid
+    drops = (ce.best_acc - ce.last_acc).groupby(level=[0, 1]).mean()
+    rows = []
+    for (cell, noise), drop in drops.items():
+        if drop < 0.05:
+            continue
+        group = by_seed.loc[(cell, noise)]
+        row = {"cell": cell, "noise": noise, "CE drop": f"{100 * drop:.1f}",
+               "CE stopped": f"{stopped.loc[(cell, noise)].mean():.3f}"}
+        for method in ("m-dyr-h", "default", "default-novalid"):
+            if method in group:
+                row[method] = f"{group[method].mean():.3f}"
+        rows.append(row)
+    if rows:
+        lines += ["Where cross-entropy memorises (last epoch 5+ points below its best):", "",
+                  *markdown_table(pd.DataFrame(rows)), ""]
+    seconds = runs.pivot_table(index=["cell", "noise", "seed"], columns="method", values="seconds")
+    if "mixup-0.4" in seconds:
+        ratios = {m: (seconds[m] / seconds["mixup-0.4"]).groupby(level=0).mean()
+                  for m in ("default", "default-novalid", "m-dyr-h") if m in seconds}
+        lines += ["Seconds per run against `MixUp()`'s (paired by seed, mean per cell; whole runs, two runs side by "
+                  "side on the 2-core machine): " + "; ".join(f"{m}: " + ", ".join(f"{c} {v:.2f}x" for c, v in r.items())
+                                                               for m, r in ratios.items()), ""]
+    return lines
+
+
 def write_tables(args, cells):
     """Mean last-epoch test accuracy per cell, noise and method, with each method's paired
     difference from the best baseline, and what each run predicts."""
@@ -244,6 +302,8 @@ def write_tables(args, cells):
             rows.append(row)
         lines += ["Paired difference from the best of " + ", ".join(refs) + " (points; mean over seeds, worst seed):", ""]
         lines += markdown_table(pd.DataFrame(rows)) + [""]
+    if any(m in ABLATIONS for m in table.columns) and "default" in table.columns:
+        lines += ablation_lines(by_seed)
     memorised = runs[runs.method == "ce"].assign(drop=lambda f: f.best_acc - f.last_acc)
     lines += ["Classes predicted at the last epoch (fewest over seeds):", ""]
     lines += markdown_table(runs.pivot_table(index=["cell", "noise"], columns="method", values="classes_predicted",
@@ -254,6 +314,7 @@ def write_tables(args, cells):
         stopped = runs[runs.method == "ce"].groupby(["cell", "noise"]).acc_at_best_valid.mean().round(3)
         lines += ["Cross-entropy stopped at its best noisy-validation epoch: " + ", ".join(
             f"{c} {n}: {v:.3f}" for (c, n), v in stopped.items()), ""]
+    lines += target_lines(runs, by_seed)
     lines += ["Median seconds per run: " + ", ".join(f"{m} {s:.0f}" for m, s in runs.groupby("method").seconds.median().items())]
     write_results(f"policy_{args.split}_{args.tag}.md", f"Training policy, {args.split} cells ({args.tag})", lines)
 

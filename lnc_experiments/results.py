@@ -111,11 +111,14 @@ def callback_history(cb):
     }
     if "bootstrap_scale" in history:
         numbers["bootstrap_scale_per_epoch"] = history["bootstrap_scale"].round(3).tolist()
-    if "alpha" in history:  # lnc mode: each tracked epoch's mixup alpha, 0 where it trained unmixed
-        numbers["mixup_alpha_per_epoch"] = [0.0 if u else float(a) for a, u in zip(history["alpha"], history["unmixed"])]
+    if "alpha" in history:  # lnc mode: each tracked epoch's mixup alpha (0 where an earlier version trained unmixed)
+        unmixed = history["unmixed"] if "unmixed" in history else [False] * len(history)
+        numbers["mixup_alpha_per_epoch"] = [0.0 if u else float(a) for a, u in zip(history["alpha"], unmixed)]
         numbers["label_fit_per_epoch"] = history["label_fit"].round(4).tolist()
         # heavy noise: the memorisation signal beyond chance that times the call (NaN before it can be read)
         numbers["memorisation_per_epoch"] = history["memorisation"].round(4).tolist()
+    if "phase" in history:  # lnc mode: each tracked epoch's phase
+        numbers["phase_per_epoch"] = history["phase"].tolist()
     if "rewound_to" in history:  # lnc mode, heavy noise: the epoch the call went back to
         numbers["rewound_to"] = next((int(e) for e in history["rewound_to"] if e == e), None)
     if "auc" in history:

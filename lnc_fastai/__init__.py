@@ -1,8 +1,10 @@
 """lnc for fastai: train through label noise with dynamic bootstrapping and mixup.
 
-``DynamicBootstrapMixUp`` is a fastai ``Callback`` (M-DYR-H, M-DYR-S and MD-DYR-SH of Arazo et
-al., 2019); :mod:`lnc_fastai.losses` holds the bootstrapping losses as plain PyTorch functions.
-Detection itself comes from :mod:`lnc_sklearn`, which never imports torch or fastai.
+``DynamicBootstrapMixUp`` is a fastai ``Callback`` (lnc's own mode, and M-DYR-H, M-DYR-S and
+MD-DYR-SH of Arazo et al., 2019). lnc's mode is :class:`NoiseCorrection` with its
+:class:`TrainingPolicy`, usable from a plain PyTorch loop; :mod:`lnc_fastai.losses` holds the
+bootstrapping losses as plain PyTorch functions. Detection itself comes from
+:mod:`lnc_sklearn`, which never imports torch or fastai.
 
 Importing ``lnc_fastai`` (or ``lnc_fastai.losses``) imports torch but not fastai, and changes
 nothing in fastai or torch: fastai is imported when a fastai-facing name (the callback, the
@@ -20,6 +22,8 @@ from .losses import (
     sharpening_temperature,
     static_bootstrapping_loss,
 )
+from .correction import NoiseCorrection, loss_pass
+from .policy import EpochPlan, PassStats, Plan, TrainingPolicy
 from .posterior_table import PosteriorTable
 
 # Names whose modules import fastai, loaded on first use.
@@ -34,6 +38,12 @@ _FASTAI = {
 
 __all__ = [
     "DynamicBootstrapMixUp",
+    "NoiseCorrection",
+    "TrainingPolicy",
+    "Plan",
+    "EpochPlan",
+    "PassStats",
+    "loss_pass",
     "PosteriorTable",
     "plot_top_suspects",
     "save_checkpoint",

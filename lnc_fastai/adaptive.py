@@ -27,7 +27,7 @@ Nothing here imports torch or fastai.
 import numpy as np
 
 __all__ = ["running_average", "effective_classes", "collapse_guard", "ramp", "class_prior", "memorisation", "memorising",
-           "label_fit", "still_improving", "noise_regime", "prediction_floor", "CHANCE_MARGIN"]
+           "label_fit", "still_improving", "noise_regime", "CHANCE_MARGIN"]
 
 # How far the share of flagged samples predicted as their label must exceed what churn gives by
 # chance (:func:`memorisation` with the previous predictions) for :func:`memorising` to say yes.
@@ -165,29 +165,7 @@ def noise_regime(count):
     ``"light"`` where the count puts some labels as wrong among labels the network mostly
     believes (its rate is above 0: a group of disbelieved labels stands apart, or at least 2%
     are confidently disbelieved, :mod:`lnc_sklearn.noise_count`), else ``"none"``. The policy
-    acts on the estimate, not on the verdict, which says how sure that estimate is."""
+    bootstraps only under heavy noise; the others are reported."""
     if count.most_disbelieved:
         return "heavy"
     return "light" if count.rate > 0 else "none"
-
-
-def prediction_floor(weights, predictions, labels, confidence):
-    """Bootstrapping weights raised, for each sample that the network predicts as another class
-    than its given label, to at least its softmax probability of that prediction:
-    ``max(weight, confidence)`` there, the weight as it is elsewhere. Float32 arrays in, float32 out.
-
-    Under heavy noise the mixture's p(noisy) ranks the wrong labels well but leaves many of them
-    far below 1: on the digits at 80% symmetric noise it averaged 0.61-0.72 over the wrong
-    labels at AUC 0.98-0.99, so each kept a third of its pull towards its given label, which the
-    network went on to fit as the learning rate annealed (``docs/training.md``). A network that
-    confidently predicts another class than the label is the evidence the loss alone under-weighs;
-    where it is unsure (confidence near ``1 / n_classes``) the floor is low. A NaN confidence
-    raises nothing."""
-    weights = np.asarray(weights, dtype=np.float32)
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    confidence = np.asarray(confidence, dtype=np.float32)
-    if not (weights.shape == predictions.shape == labels.shape == confidence.shape):
-        raise ValueError(f"weights {weights.shape}, predictions {predictions.shape}, labels {labels.shape} and "
-                         f"confidence {confidence.shape} must have one value per sample each")
-    confidence = np.nan_to_num(confidence, nan=0.0)  # a sample without finite outputs: its weight as it is
-    return np.maximum(weights, np.where(predictions != labels, confidence, np.float32(0)))

@@ -20,24 +20,34 @@ from fastcore.xtras import join_path_file
 from lnc_sklearn._atomic import atomic_path
 from lnc_sklearn.persistence import detector_from_dict, detector_to_dict
 
+from .correction import NoiseCorrection
+from .policy import TrainingPolicy
 from .pooling import PoolingForward
 from .posterior_table import PosteriorTable
 
 __all__ = ["StateMixin", "save_checkpoint", "load_checkpoint", "SaveModelWithState", "state_path"]
 
 STATE_FORMAT = "lnc-callback-state/1"
-ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "target_average_", "_previous_flags",
-          "_previous_predictions", "confidence_")
-# lnc mode's memory of the run so far (plain numbers, strings and lists of numbers)
-LNC_STATE = ("noise_regime_", "memorising_since_", "bootstrap_since_", "collapse_guard_", "widest_classes_",
-             "bootstrap_scale_", "alpha_", "light_rate_", "_previous_flags_epoch", "valid_fits_", "fitted_since_",
-             "rewound_to_", "light_memorising_")
-
-# the epochs at which lnc mode's one-way switches were made (None: not yet)
-SWITCHES = ("memorising_since_", "bootstrap_since_", "fitted_since_")
-
+# What the passes found, per sample (kept in the callback's NoiseCorrection)
+ARRAYS = ("losses_", "labels_", "predictions_", "p_noisy_", "noise_flags_", "target_average_", "confidence_")
+# Earlier versions kept lnc mode's memory as the callback's own attributes: their policy fields
+OLD_POLICY_FIELDS = {"noise_regime_": "regime", "memorising_since_": "memorising_since", "collapse_guard_": "collapse_guard",
+                     "widest_classes_": "widest_classes", "_previous_flags_epoch": "previous_flags_epoch",
+                     "_previous_flags": "previous_flags", "_previous_predictions": "previous_predictions"}
+# and the constants of its policy that remain (the others went with their mechanisms: lnc_fastai.options.REMOVED)
+OLD_POLICY_CONSTANTS = ("memorisation_threshold", "ramp")
+OLD_DROPPED = ("strong_alpha", "light_noise_rate", "fitted_share", "memorising_gain", "settle", "bootstrap_since_",
+               "fitted_since_", "light_rate_", "light_memorising_", "valid_fits_", "rewound_to_")
 # What the callback learns while training: put back after an ``lr_find`` (see ``StateMixin``).
-LEARNED = ("detector_", "table", "epoch_records", "trace", "failed_fits", "skipped_batches", *ARRAYS, *LNC_STATE)
+LEARNED = ("correction", "table", "epoch_records", "trace", "skipped_batches", "valid_fits_")
+
+
+def _policy_from_old(state):
+    """A TrainingPolicy with the constants and memory an earlier version's callback kept."""
+    constants = {name: state[name] for name in OLD_POLICY_CONSTANTS if state.get(name) is not None}
+    policy = TrainingPolicy(warmup=state.get("warmup", 0.1), alpha=float(state.get("alpha", 0.4)), **constants)
+    policy.load_state_dict({new: state[old] for old, new in OLD_POLICY_FIELDS.items() if state.get(old) is not None})
+    return policy
 
 
 class StateMixin:
@@ -48,28 +58,13 @@ class StateMixin:
     STATE_FORMAT = STATE_FORMAT
 
     def __setstate__(self, state):
-        """Unpickle (``load_learner``), also a callback exported before the fitted detector
-        became ``detector_``: then ``detector`` held the last fit."""
+        """Unpickle (``load_learner``), also a callback exported by an earlier version: its
+        fitted detector, per-sample arrays and lnc mode's memory move into the correction and
+        policy; options it had that no longer exist are dropped."""
+        if "correction" not in state:
+            state = _migrate(state)
         super().__setstate__(state)
-        if "detector_" not in state:
-            self.detector_, self.detector = state.get("detector"), None
-        self.__dict__.setdefault("stack_y", False)
-        self.__dict__.setdefault("noise_flags_", None)  # exported before the noise count
-        self.__dict__.setdefault("_previous_predictions", None)  # before the chance share: one pass without a signal
-        # exported before these options: the behaviour of then (no switch, light mixup, averages)
-        for name, value in (("fitted_share", None), ("fitted_since_", None), ("unmixed_until_memorising", False),
-                            ("fresh_targets", False), ("unmixed_", False), ("fresh_targets_used_", False),
-                            ("settling_", False), ("rewind", False), ("memorising_gain", 1.0),
-                            ("prediction_floor", False), ("confidence_", None),
-                            ("_rewind_point", None), ("rewound_to_", None), ("keep_pass_inputs", "auto"),
-                            ("_pass_inputs", None), ("pass_from_batches", False), ("_batch_outputs", None),
-                            ("pass_from_batches_", False), ("channels_last", False), ("channels_last_", False),
-                            ("channels_last_pooling", "auto"), ("channels_last_pooling_", False)):
-            self.__dict__.setdefault(name, value)
-        self.__dict__.setdefault("_forward", PoolingForward(False))  # before_fit sets it for each fit
-        if "mode" not in state:  # exported before lnc's own mode: the paper's was the only one
-            self.__dict__.update(mode="paper", tracking_every=1, target_average_=None,
-                                 _per_sample=None, _previous_flags=None)
+        self.policy = self.correction.policy
 
     def _snapshot(self):
         return copy.deepcopy({name: getattr(self, name, None) for name in LEARNED})
@@ -77,18 +72,21 @@ class StateMixin:
     def _restore(self, snapshot):
         for name, value in snapshot.items():
             setattr(self, name, value)
-        self._per_sample = None  # the device copies are made again from the arrays
+        self.policy = self.correction.policy
+        self.correction._device_copy = None
 
     def state_dict(self):
         """What the callback has learned, as NumPy arrays plus one JSON string: the fitted
-        detector (class, parameters, fitted attributes), the posterior table the next epoch's
-        batches read, the history, the last epoch's per-sample results and the trace."""
+        detector, the posterior table, the history, the last pass's per-sample results, the
+        policy's state and the trace."""
         detector = None
         if self.detector_ is not None:
             try:
                 detector = detector_to_dict(self.detector_)
             except TypeError as error:
                 warnings.warn(f"the detector is not saved ({error}); the table and history are", RuntimeWarning, stacklevel=2)
+        policy = self.policy.state_dict()
+        policy_arrays = {name: policy.pop(name) for name in TrainingPolicy.ARRAYS}
         meta = {
             "format": STATE_FORMAT,
             "detector": detector,
@@ -96,17 +94,20 @@ class StateMixin:
             "failed_fits": self.failed_fits,
             "skipped_batches": self.skipped_batches,
             "table_max_loss": None if self.table is None else self.table.max_loss,
-            "lnc_state": {name: getattr(self, name, None) for name in LNC_STATE},
+            "policy": policy,
+            "lnc_state": {"valid_fits_": self.valid_fits_},
         }
         arrays = {"meta": np.array(json.dumps(meta))}
         arrays.update({name: getattr(self, name) for name in ARRAYS if getattr(self, name) is not None})
+        arrays.update({f"policy_{name}": np.asarray(v) for name, v in policy_arrays.items() if v is not None})
         if self.table is not None:
             arrays["table_p_noisy"] = self.table.p_noisy.cpu().numpy()
         arrays.update({f"trace_{key}": np.stack(parts) for key, parts in self.trace.items() if parts})
         return arrays
 
     def load_state_dict(self, arrays):
-        """Restore what :meth:`state_dict` gave; ``ValueError`` if it is not such a state."""
+        """Restore what :meth:`state_dict` gave (also an earlier version's); ``ValueError`` if it
+        is not such a state."""
         try:
             meta = json.loads(str(arrays["meta"]))
         except (KeyError, ValueError) as error:
@@ -114,16 +115,21 @@ class StateMixin:
         if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
             raise ValueError(f"not a DynamicBootstrapMixUp state (expected format {STATE_FORMAT!r})")
         if meta["detector"] is not None:
-            self.detector_ = detector_from_dict(meta["detector"])
+            self.correction.detector_ = detector_from_dict(meta["detector"])
         self.epoch_records = meta["epoch_records"]
-        self.failed_fits, self.skipped_batches = meta["failed_fits"], meta["skipped_batches"]
+        self.correction.failed_fits, self.skipped_batches = meta["failed_fits"], meta["skipped_batches"]
         for name in ARRAYS:
             setattr(self, name, arrays[name] if name in arrays else None)
-        for name, value in (meta.get("lnc_state") or {}).items():
-            # None is a value for the epochs a switch was made at: a checkpoint from before it has it unset
-            if name in LNC_STATE and (value is not None or name in SWITCHES):
-                setattr(self, name, value)
-        self._per_sample = None
+        lnc_state = meta.get("lnc_state") or {}
+        self.valid_fits_ = list(lnc_state.get("valid_fits_") or [])
+        if "policy" in meta:
+            policy = dict(meta["policy"])
+            policy.update({name: arrays[f"policy_{name}"] for name in TrainingPolicy.ARRAYS if f"policy_{name}" in arrays})
+            self.policy.load_state_dict(policy)
+        else:  # an earlier version's checkpoint: its memory of the run, by the names it had
+            old = {**lnc_state, **{name: arrays[name] for name in ("_previous_flags", "_previous_predictions") if name in arrays}}
+            self.policy.load_state_dict({new: old[name] for name, new in OLD_POLICY_FIELDS.items() if old.get(name) is not None})
+        self.correction._device_copy = None
         self.table = None
         if meta["table_max_loss"] is not None:
             device = next(self.model.parameters()).device if getattr(self, "learn", None) is not None else "cpu"
@@ -201,3 +207,34 @@ class SaveModelWithState(SaveModelCallback):
         super().after_fit(**kwargs)  # saves at the end, or loads the best model, as fastai does
         if not self.at_end and not self.every_epoch:
             _load_states(self.learn, self.fname)
+
+
+def _migrate(state):
+    """An earlier version's pickled callback as this version's ``__dict__``: the detector's fit,
+    the per-sample arrays and lnc mode's memory in a NoiseCorrection, removed options dropped."""
+    state = dict(state)
+    if "detector_" not in state:  # exported before the fitted detector became detector_
+        state["detector_"], state["detector"] = state.get("detector"), None
+    mode = state.get("mode", "paper")  # exported before lnc's own mode: the paper's was the only one
+    correction = NoiseCorrection(state.get("detector"), _policy_from_old(state) if mode == "lnc" else None,
+                                 state.get("reg_weight", 1.0), state.get("bootstrap", "hard") if mode == "lnc" else "hard")
+    for name in (*ARRAYS, "detector_", "failed_fits"):
+        if state.get(name) is not None:
+            setattr(correction, name, state.pop(name))
+    keep = {"mode": mode, "correction": correction, "valid_fits_": list(state.get("valid_fits_") or []),
+            "epoch_plan_": None, "stack_y": False, "_observed": False,
+            "_forward": PoolingForward(False), "tracking_every": "auto", "keep_pass_inputs": "auto",
+            "channels_last": "auto", "channels_last_pooling": "auto", "_batch_outputs": None, "_pass_inputs": None,
+            "pass_from_batches_": False, "channels_last_": False, "channels_last_pooling_": False,
+            "augmented_tracking": state.get("augmented_tracking", False), "table_size": state.get("table_size", 4096),
+            "detector_mixing": state.get("detector_mixing", False), "mixing_only": state.get("mixing_only", 5 / 300),
+            "sharpening": state.get("sharpening"), "reg_weight": state.get("reg_weight", 1.0),
+            "bootstrap": state.get("bootstrap", "hard"), "skipped_batches": state.get("skipped_batches", []),
+            "trace": state.get("trace", {"losses": [], "p_noisy": [], "probs": []}), "_valid_hits": None,
+            "_fitting": False, "_fresh_run": False, "_model_buffers": [], "_good_buffers": [], "_progress_columns": [],
+            "_use_indices": True, "_epoch_idxs": None, "_mismatch": None, "_batch": None}
+    dropped = set(OLD_POLICY_FIELDS) | set(OLD_POLICY_CONSTANTS) | set(OLD_DROPPED) | {
+        "alpha_", "bootstrap_scale_", "unmixed_", "settling_", "fresh_targets_used_", "target_momentum", "ramp_epochs",
+        "settle_epochs", "unmixed_until_memorising", "rewind", "prediction_floor", "fresh_targets", "pass_from_batches",
+        "_rewind_point", "_per_sample", "_lam_distrib", "tracking_every_"}
+    return {**{k: v for k, v in state.items() if k not in dropped}, **keep}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lnc_fastai import DynamicBootstrapMixUp
+from lnc_fastai import DynamicBootstrapMixUp, TrainingPolicy
 from lnc_fastai.batches import channels_last
 
 N_TRAIN, SIDE = 96, 8  # N_TRAIN: the training images of the conftest learner
@@ -53,13 +53,19 @@ class Flattening(nn.Module):
         return x.view(x.shape[0], -1)
 
 
-class Memorising(DynamicBootstrapMixUp):
-    """lnc's mode as if the network had been seen to memorise under heavy noise after epoch 0."""
+class CalledAtOne(TrainingPolicy):
+    """lnc mode's policy as if the memorisation call had come after epoch 0."""
 
-    def _set_lnc_epoch(self):
-        if self.epoch >= 1 and self.memorising_since_ is None:
-            self.memorising_since_ = 1
-        super()._set_lnc_epoch()
+    def _epoch_plan(self, epoch):
+        if epoch >= 1:
+            self.regime, self.memorising_since = "heavy", 1
+        return super()._epoch_plan(epoch)
+
+
+def Memorising(channels_last="auto"):  # noqa: N802  (a callback maker)
+    cb = DynamicBootstrapMixUp(policy=CalledAtOne(warmup=0))
+    cb.tracking_every, cb.channels_last = 1, channels_last
+    return cb
 
 
 def unmixed_forwards(learn):
@@ -85,32 +91,33 @@ def unmixed_forwards(learn):
 
 @pytest.mark.parametrize("n_channels", [1, 3])
 def test_lnc_mode_on_a_cpu_makes_the_forward_of_each_batch_in_channels_last_order(n_channels, image_learner):
-    cb = Memorising(warmup=0)
+    cb = Memorising()
     seen = unmixed_forwards(image_learner(cb, n_channels))
     assert cb.channels_last_ and len(seen) == 2 * (N_TRAIN // 16)  # every batch of the two memorising epochs
     assert all(ordered and same for ordered, same in seen)
 
 
-@pytest.mark.parametrize("make", [lambda: Memorising(warmup=0, channels_last=False),
+@pytest.mark.parametrize("make", [lambda: Memorising(channels_last=False),
                                   lambda: DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0)],
                          ids=["channels_last=False", "paper preset"])
 def test_it_is_off_when_asked_and_in_the_paper_presets_unless_asked(make, image_learner):
     cb = make()
     seen = unmixed_forwards(image_learner(cb, 3))
     assert not cb.channels_last_ and seen and not any(ordered for ordered, _ in seen)
-    asked = DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0, channels_last=True)
+    asked = DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0)
+    asked.channels_last = True
     seen = unmixed_forwards(image_learner(asked, 3))
     assert asked.channels_last_ and seen and all(ordered for ordered, _ in seen)
 
 
 def test_a_model_that_fails_on_channels_last_images_gets_them_as_they_are_with_a_warning(image_learner):
-    cb = Memorising(warmup=0)
+    cb = Memorising()
     learn = image_learner(cb, 3, flatten_first=True)
     with learn.no_bar(), learn.no_logging(), pytest.warns(RuntimeWarning, match="channels-last inputs"):
         learn.fit(3, 1e-2)
     assert not cb.channels_last_ and list(cb.history["fresh_targets"]) == [False, True, True]
 
 
-def test_channels_last_takes_auto_true_or_false():
-    with pytest.raises(ValueError, match="channels_last must be 'auto', True or False"):
-        DynamicBootstrapMixUp(channels_last="yes")
+def test_channels_last_is_a_speed_setting_chosen_for_the_device():
+    with pytest.raises(TypeError, match="no longer takes 'channels_last'.*speed setting"):
+        DynamicBootstrapMixUp(channels_last=True)

@@ -14,6 +14,25 @@ def test_the_pytorch_losses_import_no_fastai():
     run("import sys, lnc_fastai; assert 'fastai' not in sys.modules")
     # the plain PyTorch parts of the callback: a batch's mixing, the pass's kept batches and its outputs
     run("import sys, lnc_fastai.batches, lnc_fastai.pass_inputs, lnc_fastai.batch_outputs; assert 'fastai' not in sys.modules")
+    # the plain PyTorch core: the correction and the loss pass
+    run("import sys; from lnc_fastai import NoiseCorrection, TrainingPolicy, loss_pass; assert 'fastai' not in sys.modules")
+
+
+def test_the_policy_and_what_it_reads_import_neither_torch_nor_fastai():
+    """The policy is plain Python: its module, and the modules of the package it imports, name
+    neither torch nor fastai (the package's ``__init__`` imports torch for the losses)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "lnc_fastai"
+    for name in ("policy", "adaptive", "schedule", "options"):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
+        imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0]
+        relative = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1]
+        assert not any(m.split(".")[0] in ("torch", "fastai") for m in imported), (name, imported)
+        if name == "policy":
+            assert set(relative) <= {"adaptive", "schedule"}, relative
 
 
 def test_fastai_is_left_as_it_is():
@@ -30,7 +49,7 @@ def test_fastai_is_left_as_it_is():
 
 def test_no_import_cycle_between_the_modules():
     """Each module imports on its own, first, in a fresh interpreter."""
-    for module in ("callback", "state", "tracking", "results", "plots"):  # the ones that import each other
+    for module in ("callback", "state", "tracking", "results", "plots", "correction", "policy", "options", "paper"):  # the ones that import each other
         run(f"import lnc_fastai.{module}")
 
 

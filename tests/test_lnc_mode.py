@@ -1,6 +1,7 @@
 """lnc's own training mode, ``DynamicBootstrapMixUp()``: its maths, its presets, and that each
 batch reads its weights and targets from the per-epoch pass by sample index, with no extra forward."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ from fastai.data.load import DataLoader
 from fastai.torch_core import set_seed
 from torch import nn
 
-from lnc_fastai import DynamicBootstrapMixUp
+from lnc_fastai import DynamicBootstrapMixUp, TrainingPolicy
 from lnc_fastai.adaptive import (
     class_prior,
     collapse_guard,
@@ -21,7 +22,6 @@ from lnc_fastai.adaptive import (
     label_fit,
     memorisation,
     noise_regime,
-    prediction_floor,
     ramp,
     running_average,
     still_improving,
@@ -150,20 +150,6 @@ def test_label_fit_is_the_share_predicted_as_the_given_label():
         label_fit([0, 1], [0, 1, 2])
 
 
-def test_prediction_floor_raises_confident_disagreement_only():
-    weights = np.array([0.2, 0.2, 0.9, 0.5, 0.3], dtype=np.float32)
-    predictions = np.array([1, 0, 2, 1, 2])
-    labels = np.array([0, 0, 1, 1, 0])
-    confidence = np.array([0.8, 0.99, 0.6, 0.97, np.nan], dtype=np.float32)
-    floored = prediction_floor(weights, predictions, labels, confidence)
-    # another class than the label: at least its confidence (never lowered); the label itself, or
-    # no finite confidence: the weight as it is
-    assert floored.tolist() == pytest.approx([0.8, 0.2, 0.9, 0.5, 0.3])
-    assert floored.dtype == np.float32
-    with pytest.raises(ValueError, match="one value per sample"):
-        prediction_floor(weights, predictions[:3], labels, confidence)
-
-
 def test_noise_regime():
     def count(rate, verdict, source, heavy=False):
         return NoiseCount(rate, (rate, rate), verdict, source, most_disbelieved=heavy)
@@ -178,6 +164,7 @@ def test_noise_regime():
 def test_no_arguments_is_lncs_mode_and_the_presets_are_the_papers():
     default = DynamicBootstrapMixUp()
     assert (default.mode, default.bootstrap, default.alpha, default.warmup) == ("lnc", "hard", 0.4, 0.1)
+    assert (default.policy.alpha, default.policy.warmup) == (0.4, 0.1) and default.policy is default.correction.policy
     m_dyr_h = DynamicBootstrapMixUp.preset("m-dyr-h")
     assert (m_dyr_h.mode, m_dyr_h.bootstrap, m_dyr_h.alpha, m_dyr_h.warmup) == ("paper", "hard", 32.0, 0.35)
     assert DynamicBootstrapMixUp.preset("m-dyr-s").bootstrap == "soft"
@@ -187,10 +174,42 @@ def test_no_arguments_is_lncs_mode_and_the_presets_are_the_papers():
         DynamicBootstrapMixUp.preset("m-dyr-x")
     with pytest.raises(ValueError, match="MD-DYR-SH"):
         DynamicBootstrapMixUp(detector_mixing=True)
-    for bad in ({"mode": "fast"}, {"strong_alpha": 0}, {"memorisation_threshold": 0}, {"target_momentum": 1.0},
-                {"tracking_every": 0}, {"ramp": -1}, {"settle": -2}):
-        with pytest.raises(ValueError):
-            DynamicBootstrapMixUp(**bad)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        DynamicBootstrapMixUp(mode="fast")
+
+
+def test_lnc_mode_shows_at_most_ten_parameters_and_removed_ones_say_what_replaces_them():
+    import inspect
+
+    from lnc_fastai import TrainingPolicy
+    from lnc_fastai.options import REMOVED
+
+    shown = [p for p in inspect.signature(DynamicBootstrapMixUp).parameters.values() if p.kind != p.VAR_KEYWORD]
+    assert len(shown) <= 10
+    for name in ("memorisation_threshold", "ramp"):
+        with pytest.raises(TypeError, match=f"no longer takes '{name}'.*TrainingPolicy\\({name}="):
+            DynamicBootstrapMixUp(**{name: 1})
+    for name in ("strong_alpha", "light_noise_rate", "settle", "fitted_share", "rewind", "prediction_floor"):
+        with pytest.raises(TypeError, match=f"no longer takes '{name}'.*cost nothing on the policy's validation cells"):
+            DynamicBootstrapMixUp(**{name: 1})
+    for name in ("tracking_every", "channels_last", "keep_pass_inputs", "pass_from_batches"):
+        with pytest.raises(TypeError, match=f"no longer takes '{name}'.*speed setting"):
+            DynamicBootstrapMixUp(**{name: 1})
+    for name in ("target_momentum", "unmixed_until_memorising", "fresh_targets", "memorising_gain"):
+        with pytest.raises(TypeError, match=f"no longer takes '{name}'"):
+            DynamicBootstrapMixUp(**{name: True})
+    assert len(REMOVED) == 17
+    with pytest.raises(TypeError, match="unexpected arguments \\['colour'\\]"):
+        DynamicBootstrapMixUp(colour=1)
+    policy = TrainingPolicy(memorisation_threshold=0.1, warmup=2)
+    cb = DynamicBootstrapMixUp(policy=policy)
+    assert cb.policy is policy and cb.warmup == 2
+    with pytest.raises(ValueError, match="give alpha and warmup to the TrainingPolicy"):
+        DynamicBootstrapMixUp(policy=policy, alpha=1.0)
+    with pytest.raises(ValueError, match="policy is lnc mode's"):
+        DynamicBootstrapMixUp(mode="paper", policy=policy)
+    with pytest.raises(TypeError, match="policy must be a lnc_fastai.TrainingPolicy"):
+        DynamicBootstrapMixUp(policy={"memorisation_threshold": 0.1})
 
 
 # ---- batches read by index ------------------------------------------------------------------
@@ -220,13 +239,33 @@ def indexed_learner(cb, bs=32, noise=0.3):
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cb)
 
 
-class BootstrapFromEpochOne(DynamicBootstrapMixUp):
-    """lnc's mode with bootstrapping forced on from the second epoch, whatever the detector says."""
 
-    def _set_lnc_epoch(self):
-        super()._set_lnc_epoch()
-        if self.epoch >= 1:
-            self.bootstrap_scale_ = 0.5
+
+class Scripted(TrainingPolicy):
+    """lnc mode's policy with its epoch plans given (``plans``: from each epoch on, the fields of
+    :class:`lnc_fastai.EpochPlan` that hold), whatever the passes say."""
+
+    def __init__(self, plans, **constants):
+        super().__init__(**{"warmup": 0, **constants})
+        self.plans = plans
+
+    def _epoch_plan(self, epoch):
+        given = {}
+        for start, fields in sorted(self.plans.items()):
+            if epoch >= start:
+                given.update(fields)
+        return dataclasses.replace(super()._epoch_plan(epoch), **given)
+
+
+def scripted(plans):
+    """The default callback over a :class:`Scripted` policy, passing every epoch."""
+    cb = DynamicBootstrapMixUp(policy=Scripted(plans))
+    cb.tracking_every = 1
+    return cb
+
+
+def bootstrap_from_epoch_one(fresh_targets=False, scale=0.5):
+    return scripted({1: {"phase": "bootstrapping", "bootstrap_scale": scale, "fresh_targets": fresh_targets}})
 
 
 class SeeBatches(Callback):
@@ -246,16 +285,20 @@ class SeeBatches(Callback):
             self.seen.append((self.indices, self.cb._batch.weights.clone(), self.cb._batch.targets.clone()))
 
 
+def fit_quietly(learn, epochs, one_cycle=False):
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        (learn.fit_one_cycle if one_cycle else learn.fit)(epochs, 1e-2)
+
+
 def test_batches_read_weights_and_targets_by_index_without_an_extra_forward():
-    cb = BootstrapFromEpochOne(warmup=0)
+    cb = bootstrap_from_epoch_one()
     learn = indexed_learner(cb)
     seen = SeeBatches(cb)
     learn.add_cb(seen)
     forwards = []
     learn.model.register_forward_hook(lambda module, inputs, output: forwards.append(module.training))
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(2, 1e-2)
+    fit_quietly(learn, 2)
     assert len(seen.seen) == len(learn.dls.train)  # the second epoch bootstrapped every batch
     # the second epoch's batches read the first epoch's pass (the state the first pass left)
     first_p, first_targets = cb.trace_first_p, cb.trace_first_targets
@@ -264,26 +307,17 @@ def test_batches_read_weights_and_targets_by_index_without_an_extra_forward():
         assert np.allclose(weights.numpy(), expected, atol=1e-6)
         assert torch.equal(targets.argmax(1), torch.as_tensor(first_targets[indices.numpy()].argmax(1)))
         assert torch.all(targets.sum(1) == 1)  # hard targets: one-hot of the running average's argmax
-    # forwards: training batches in train mode, and per epoch the tracking pass and validation
-    # (eval mode); no forward of the un-mixed batch
+    # forwards: training batches in train mode, and per epoch the pass and validation (eval
+    # mode); no forward of the un-mixed batch
     assert sum(forwards) == 2 * len(learn.dls.train)
     tracking = -(-N_TRAIN // tracking_batch_size(learn.dls.train, next(learn.model.parameters()).device))
     assert len(forwards) - sum(forwards) == 2 * tracking + 2 * len(learn.dls.valid)
+    assert list(cb.history.phase) == ["mixup", "bootstrapping"]
+    assert all(isinstance(reason, str) and reason.startswith(f"epoch {e}:") for e, reason in enumerate(cb.history.reason))
 
 
-class MemorisingFromEpochOne(DynamicBootstrapMixUp):
-    """lnc's mode as if the network had been seen to memorise under heavy noise after epoch 0."""
-
-    def _set_lnc_epoch(self):
-        if self.epoch >= 1 and self.memorising_since_ is None:
-            self.memorising_since_ = 1
-        super()._set_lnc_epoch()
-
-
-@pytest.mark.parametrize("fresh_targets,floor", [("heavy", True), (False, True), ("heavy", False)])
-def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_targets, floor):
-    gain = 1.0 if floor else 1.5  # (with the gain, this toy's p(noisy) is above every floor)
-    cb = MemorisingFromEpochOne(warmup=0, fresh_targets=fresh_targets, memorising_gain=gain, prediction_floor=floor)
+def test_once_called_the_targets_come_from_a_forward_of_each_batch():
+    cb = bootstrap_from_epoch_one(fresh_targets=True, scale=1.0)
     learn = indexed_learner(cb)
     seen = SeeBatches(cb)
     learn.add_cb(seen)
@@ -294,40 +328,22 @@ def test_once_memorising_the_targets_come_from_a_forward_of_each_batch(fresh_tar
             unmixed.append((inputs[0][:, -1].long().clone(), output.detach().clone()))
 
     learn.model.register_forward_hook(hook)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(2, 1e-2)
-    assert len(seen.seen) == len(learn.dls.train)  # the second epoch bootstrapped every batch
-    scale = cb.history["bootstrap_scale"].iloc[1]
-    assert scale > 0
-    first_p, first_targets = cb.trace_first_p, cb.trace_first_targets
-    raised = 0
-    for indices, weights, _ in seen.seen:  # the weights are the pass's p(noisy) either way, times the gain
-        i = indices.numpy()
-        p = np.clip(np.nan_to_num(first_p[i], nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP)
-        expected = np.minimum(p * gain, WEIGHT_CLIP[1])
-        if floor:  # and at least the pass's confidence where it predicts another class than the label
-            other = cb.trace_first_predictions[i] != cb.labels_[i]
-            floored = np.minimum(np.maximum(expected, np.where(other, cb.trace_first_confidence[i], 0)), WEIGHT_CLIP[1])
-            raised += int(np.count_nonzero(floored > expected + 1e-6))
-            expected = floored
-        assert np.allclose(weights.numpy(), expected * scale, atol=1e-6)
-    assert (raised > 0) == floor  # the floor lifted some weights here
-    if fresh_targets:
-        # one forward per batch, of the batch's own samples before mixing; the targets its one-hot argmax
-        assert len(unmixed) == len(seen.seen)
-        for (indices, _, targets), (forward_indices, logits) in zip(seen.seen, unmixed):
-            assert torch.equal(forward_indices, indices)
-            assert torch.equal(targets, F.one_hot(logits.argmax(1), N_CLASSES).float())
-    else:
-        assert unmixed == []
-        for indices, _, targets in seen.seen:
-            assert torch.equal(targets.argmax(1), torch.as_tensor(first_targets[indices.numpy()].argmax(1)))
-    assert list(cb.history["fresh_targets"]) == [False, bool(fresh_targets)]
+    fit_quietly(learn, 2)
+    assert len(seen.seen) == len(learn.dls.train)
+    first_p = cb.trace_first_p
+    for indices, weights, _ in seen.seen:  # the weights are the pass's p(noisy) either way
+        p = np.clip(np.nan_to_num(first_p[indices.numpy()], nan=WEIGHT_CLIP[1]), *WEIGHT_CLIP)
+        assert np.allclose(weights.numpy(), p, atol=1e-6)
+    # one forward per batch, of the batch's own samples before mixing; the targets its one-hot argmax
+    assert len(unmixed) == len(seen.seen)
+    for (indices, _, targets), (forward_indices, logits) in zip(seen.seen, unmixed):
+        assert torch.equal(forward_indices, indices)
+        assert torch.equal(targets, F.one_hot(logits.argmax(1), N_CLASSES).float())
+    assert list(cb.history["fresh_targets"]) == [False, True]
 
 
-def test_once_memorising_the_batches_forwards_make_the_epochs_pass():
-    cb = MemorisingFromEpochOne(warmup=0)
+def test_once_called_the_batches_forwards_make_the_epochs_pass():
+    cb = bootstrap_from_epoch_one(fresh_targets=True, scale=1.0)
     learn = indexed_learner(cb)
     forwards, direct = [], {}  # eval-mode forwards within training batches; whole passes made here
 
@@ -353,9 +369,7 @@ def test_once_memorising_the_batches_forwards_make_the_epochs_pass():
     losses_after = {}
     learn.add_cb(type("Keep", (Callback,), {"order": whole.order + 1,
                                            "after_train": lambda self: losses_after.update({self.epoch: cb.losses_.copy()})})())
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(4, 1e-2)
+    fit_quietly(learn, 4)
     assert list(cb.history["fresh_targets"]) == [False, True, True, True]
     # the last epoch's pass is a whole one, as is any pass without a forward per batch
     assert list(cb.history["pass_from_batches"]) == [False, True, True, False]
@@ -380,18 +394,6 @@ def test_once_memorising_the_batches_forwards_make_the_epochs_pass():
             assert np.allclose(losses_after[epoch], direct[epoch], atol=1e-5)
 
 
-def test_pass_from_batches_false_makes_the_whole_pass_every_epoch():
-    cb = MemorisingFromEpochOne(warmup=0, pass_from_batches=False)
-    learn = indexed_learner(cb)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(3, 1e-2)
-    assert list(cb.history["fresh_targets"]) == [False, True, True]
-    assert not cb.history["pass_from_batches"].any()
-    with pytest.raises(ValueError, match="pass_from_batches"):
-        DynamicBootstrapMixUp(pass_from_batches="yes")
-
-
 class SeeMixing(Callback):
     """Keeps each training batch's un-mixed inputs (before the callback) and checks, after the loss,
     that the mixing and the loss are fastai MixUp's: one lam per sample, the larger share its own."""
@@ -411,9 +413,12 @@ class SeeMixing(Callback):
         batch = self.cb._batch
         lam, partner = batch.input_lam, batch.partner
         assert torch.is_tensor(lam) and lam.shape == (self.x.shape[0],) and torch.all(lam >= 0.5)
-        assert torch.equal(batch.loss_lam, lam) and batch.weights is None  # no noise found: plain mixup
+        assert torch.equal(batch.loss_lam, lam)
         assert len(torch.unique(lam)) > 1  # a draw per sample, not per batch
         torch.testing.assert_close(self.learn.xb[0], lam[:, None] * self.x + (1 - lam[:, None]) * self.x[partner])
+        self.checked += 1
+        if batch.weights is not None:
+            return
         log_probs = torch.log_softmax(self.learn.pred.detach(), dim=1)
         y = self.y.as_subclass(torch.Tensor)
         expected = torch.lerp(
@@ -421,144 +426,45 @@ class SeeMixing(Callback):
             torch.nn.functional.nll_loss(log_probs, y, reduction="none"),
             lam,
         ).mean()
-        torch.testing.assert_close(self.learn.loss.detach(), expected)
-        self.checked += 1
+        torch.testing.assert_close(self.learn.loss.detach(), expected)  # no bootstrapping: MixUp's loss
 
 
-def test_without_noise_lnc_mode_mixes_as_fastai_mixup_does():
-    # a network this small reads as heavy noise after one epoch, and by default would train unmixed
-    cb = DynamicBootstrapMixUp(settle=0, unmixed_until_memorising=False, fitted_share=None)
-    learn = indexed_learner(cb, noise=0.0)
+@pytest.mark.parametrize("noise", [0.0, 0.4])
+def test_lnc_mode_mixes_every_batch_as_fastai_mixup_does(noise):
+    cb = DynamicBootstrapMixUp()
+    learn = indexed_learner(cb, noise=noise)
     seen = SeeMixing(cb)
     learn.add_cb(seen)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(2, 1e-2)
-    assert seen.checked == 2 * len(learn.dls.train)
-    assert (cb.history.bootstrap_scale == 0).all() and (cb.history.alpha == 0.4).all()
+    fit_quietly(learn, 5, one_cycle=True)
+    assert seen.checked == 5 * len(learn.dls.train)  # never unmixed
+    assert (cb.history.alpha == 0.4).all()
 
 
-class SeeSettling(SeeMixing):
-    """Notes, per training batch, whether it trained unmixed with the given labels' cross-entropy
-    (the inputs as they came, the loss plain cross-entropy) or mixed."""
+def test_without_sample_indices_the_weights_come_from_each_batchs_forward(monkeypatch):
+    """Where the batches' sample indices are unknown (a DataLoader without them), each batch's
+    weights are p(noisy) of its own forward's losses, read from the posterior table."""
+    import lnc_fastai.batch_reading
 
-    def __init__(self):
-        self.unmixed, self.mixed = [], []
+    monkeypatch.setattr(lnc_fastai.batch_reading, "epoch_indices", lambda dl: None)
+    cb = bootstrap_from_epoch_one(scale=0.5)
+    spied = []
+    original = cb.noise_weights_and_targets
 
-    def after_loss(self):
-        if not self.training:
-            return
-        if torch.equal(self.learn.xb[0], self.x):
-            expected = torch.nn.functional.cross_entropy(self.learn.pred.detach(), self.y.as_subclass(torch.Tensor))
-            torch.testing.assert_close(self.learn.loss.detach(), expected)
-            self.unmixed.append(self.epoch)
-        else:
-            self.mixed.append(self.epoch)
+    def spy(xb, labels):
+        weights, targets = original(xb, labels)
+        losses = F.cross_entropy(cb.unmixed_logits(xb), plain(labels), reduction="none")
+        spied.append((weights.clone(), cb.table(losses).clamp(*WEIGHT_CLIP)))
+        return weights, targets
 
-
-class StartsBootstrappingAtEpochOne(DynamicBootstrapMixUp):
-    """lnc's mode told that bootstrapping started at the second epoch (its weights stay the detector's)."""
-
-    def _set_lnc_epoch(self):
-        if self.epoch >= 1 and self.bootstrap_since_ is None:
-            self.bootstrap_since_ = 1
-        super()._set_lnc_epoch()
-
-
-def assert_unmixed_epochs(cb, epochs, unmixed, **data):
-    """Train ``cb`` for ``epochs`` one-cycle epochs and check that every batch of the epochs in
-    ``unmixed``, and only those, trained unmixed on the given labels."""
-    learn = indexed_learner(cb, **data)
-    n = len(learn.dls.train)
-    seen = SeeSettling()
+    cb.noise_weights_and_targets = spy
+    seen = SeeBatches(cb)
+    learn = indexed_learner(cb)
     learn.add_cb(seen)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit_one_cycle(epochs, 1e-2)
-    assert seen.unmixed == [e for e in unmixed for _ in range(n)]
-    assert seen.mixed == [e for e in range(epochs) if e not in unmixed for _ in range(n)]
-
-
-def test_a_run_that_does_not_bootstrap_ends_without_mixup_and_one_that_does_keeps_it():
-    # light mixup before settling (this small network reads as heavy noise, and may fit its labels)
-    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2,
-             "unmixed_until_memorising": False, "fitted_share": None}
-    for cb, unmixed in ((DynamicBootstrapMixUp(**never), [3, 4]), (StartsBootstrappingAtEpochOne(**never), [])):
-        assert_unmixed_epochs(cb, 5, unmixed, noise=0.0)
-        assert list(cb.history.settling) == [e in unmixed for e in cb.history.epoch]
-    with pytest.raises(ValueError, match="settle must be"):
-        DynamicBootstrapMixUp(settle=1.5)
-
-
-class HeavyFromEpochOne(DynamicBootstrapMixUp):
-    """lnc's mode told that the detector sees heavy noise from the second epoch on (and, with
-    ``memorising_at``, that the network memorises from that epoch)."""
-
-    def __init__(self, memorising_at=None, **kwargs):
-        super().__init__(**kwargs)
-        self.memorising_at = memorising_at
-
-    def _set_lnc_epoch(self):
-        if self.epoch >= 1:
-            self.noise_regime_ = "heavy"
-        if self.memorising_at is not None and self.epoch >= self.memorising_at and self.memorising_since_ is None:
-            self.memorising_since_ = self.memorising_at
-        super()._set_lnc_epoch()
-
-
-def test_unmixed_until_memorising_trains_heavy_noise_on_the_given_labels_until_the_network_memorises():
-    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 0}
-    cases = (
-        (HeavyFromEpochOne(unmixed_until_memorising=False, **never), []),  # light mixup until memorisation
-        (HeavyFromEpochOne(**never), [1, 2, 3]),  # the default: the given labels, no mixup
-        # memorising: strong mixup and bootstrapping
-        (HeavyFromEpochOne(memorising_at=2, **never), [1]),
-    )
-    for cb, unmixed in cases:
-        assert_unmixed_epochs(cb, 4, unmixed)
-        assert list(cb.history.unmixed) == [e in unmixed for e in cb.history.epoch]
-        assert not cb.history.settling.any()
-    assert list(cb.history.bootstrap_scale > 0) == [False, False, True, True]
-
-
-class ToldRegime(DynamicBootstrapMixUp):
-    """lnc's mode told, at every pass, that the detector counts no wrong labels (``heavy=False``)
-    or that the network disbelieves most labels (``heavy=True``)."""
-
-    def __init__(self, heavy=False, **kwargs):
-        super().__init__(**kwargs)
-        self.told = HEAVY if heavy else NONE
-
-    def _update_regime(self, record, count):
-        super()._update_regime(record, self.told)
-
-
-def test_a_network_that_fits_nearly_every_given_label_gets_strong_mixup_and_does_not_settle():
-    never = {"light_noise_rate": 1.0, "memorisation_threshold": 1.0, "tracking_every": 1, "settle": 2, "warmup": 1}
-    fits = ToldRegime(fitted_share=0.01, **never)  # any network fits 1% of its labels
-    assert_unmixed_epochs(fits, 5, [], noise=0.0)
-    history = fits.history
-    # seen after the first epoch's pass, in force from the warm-up floor (epoch 1) on
-    assert fits.fitted_since_ == 1 and history.fitted.all() and not history.settling.any()
-    assert list(history.alpha) == [0.4, 32.0, 32.0, 32.0, 32.0]
-    np.testing.assert_allclose(history.label_fit.iloc[-1], np.mean(fits.predictions_ == fits.labels_))
-    never_fits = ToldRegime(fitted_share=None, **never)  # off: light mixup, then settling
-    assert_unmixed_epochs(never_fits, 5, [3, 4], noise=0.0)
-    assert not never_fits.history.fitted.any() and (never_fits.history.alpha == 0.4).all()
-    later = ToldRegime(fitted_share=0.01, **{**never, "warmup": 2})  # not before the warm-up floor
-    assert_unmixed_epochs(later, 5, [], noise=0.0)
-    assert later.fitted_since_ == 2 and list(later.history.alpha) == [0.4, 0.4, 32.0, 32.0, 32.0]
-    # not once settling (epochs 3 and 4 here): unmixed epochs fit fast, and must stay unmixed
-    settling = ToldRegime(fitted_share=0.01, **{**never, "warmup": 4})
-    assert_unmixed_epochs(settling, 5, [3, 4], noise=0.0)
-    assert settling.fitted_since_ is None and (settling.history.alpha == 0.4).all()
-    # not under heavy noise, where the memorisation call decides
-    heavy = ToldRegime(heavy=True, fitted_share=0.01, unmixed_until_memorising=False, **{**never, "settle": 0})
-    assert_unmixed_epochs(heavy, 4, [])
-    assert heavy.fitted_since_ is None and (heavy.history.alpha == 0.4).all()
-    for bad in (0, 1.5, True, "0.9"):
-        with pytest.raises(ValueError, match="fitted_share"):
-            DynamicBootstrapMixUp(fitted_share=bad)
+    fit_quietly(learn, 2)
+    assert cb._use_indices is False and len(spied) == len(seen.seen) == len(learn.dls.train)
+    for (weights, expected), (_, used, _) in zip(spied, seen.seen):
+        torch.testing.assert_close(weights, expected)
+        torch.testing.assert_close(used, expected * 0.5)
 
 
 @pytest.fixture(autouse=True)
@@ -567,60 +473,25 @@ def keep_first_pass(monkeypatch):
     original = DynamicBootstrapMixUp._track_and_refit
 
     def tracked(self):
-        original(self)
+        result = original(self)
         if self.epoch == 0:
             self.trace_first_p, self.trace_first_targets = self.p_noisy_.copy(), self.target_average_.copy()
-            self.trace_first_predictions, self.trace_first_confidence = self.predictions_.copy(), self.confidence_.copy()
+        return result
 
     monkeypatch.setattr(DynamicBootstrapMixUp, "_track_and_refit", tracked)
 
 
-class FloorSpy(MemorisingFromEpochOne):
-    """Keeps, for each batch whose weights come from its own forward, the weights and that
-    forward's confidence and disagreement with the labels."""
-
-    def noise_weights_and_targets(self, xb, labels, floor=False):
-        weights, targets = super().noise_weights_and_targets(xb, labels, floor=floor)
-        confidence, predictions = self.unmixed_logits(xb).softmax(1).max(1)
-        self.spied.append((floor, weights.clone(), confidence, predictions != plain(labels)))
-        return weights, targets
-
-
-@pytest.mark.parametrize("floor", [True, False])
-def test_the_prediction_floor_without_sample_indices_comes_from_the_batch_forward(monkeypatch, floor):
-    """Where the batches' sample indices are unknown (a DataLoader without them), the floor reads
-    each batch's own forward."""
-    import lnc_fastai.callback
-
-    monkeypatch.setattr(lnc_fastai.callback, "epoch_indices", lambda dl: None)
-    cb = FloorSpy(warmup=0, prediction_floor=floor)
-    cb.spied = []
-    learn = indexed_learner(cb)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(2, 1e-2)
-    assert cb._use_indices is False and cb.spied
-    assert all(f == floor for f, *_ in cb.spied)  # asked for once memorising, as the index path does
-    raised = False
-    for _, weights, confidence, other in cb.spied:
-        bound = torch.clamp(confidence[other], max=WEIGHT_CLIP[1])
-        if floor:
-            assert torch.all(weights[other] >= bound - 1e-6)
-        raised |= bool((weights[other] < bound - 1e-6).any())
-    assert raised != floor  # without the floor some disagreeing samples weigh less than their confidence
-
-
 def test_labels_that_do_not_match_their_indices_stop_the_index_path():
-    cb = BootstrapFromEpochOne(warmup=0)
+    cb = bootstrap_from_epoch_one()
     learn = indexed_learner(cb)
 
     class Corrupt(Callback):
-        order = 0
+        order = cb.order - 1
 
-        def before_epoch(self):
-            if self.epoch == 1:
-                cb._device_state(torch.device("cpu"))
-                cb._per_sample["labels"] = (cb._per_sample["labels"] + 1) % N_CLASSES
+        def before_batch(self):
+            if self.training and self.epoch == 1 and self.iter == 0:
+                arrays = cb.correction.device_arrays(cb.epoch_plan_, torch.device("cpu"))
+                arrays["labels"] = (arrays["labels"] + 1) % N_CLASSES
 
     learn.add_cb(Corrupt())
     with learn.no_bar(), learn.no_logging(), pytest.warns(RuntimeWarning, match="labels differ"):
@@ -628,246 +499,87 @@ def test_labels_that_do_not_match_their_indices_stop_the_index_path():
     assert cb._use_indices is False
 
 
-@pytest.mark.parametrize("noise", [0.0, 0.3])
-def test_bootstrapping_only_where_the_history_says_why(noise):
+@pytest.mark.parametrize("noise", [0.0, 0.4])
+def test_bootstrapping_only_after_a_call_the_history_gives(noise):
     cb = DynamicBootstrapMixUp(warmup=0)
+    cb.tracking_every = 1
     learn = indexed_learner(cb, noise=noise)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit_one_cycle(4, 1e-2)
+    fit_quietly(learn, 6, one_cycle=True)
     history = cb.history
-    for column in ("noise_regime", "memorisation", "memorising", "bootstrap_scale", "collapse_guard", "classes_predicted"):
+    for column in ("noise_regime", "memorisation", "memorising", "bootstrap_scale", "collapse_guard", "classes_predicted",
+                   "phase", "reason", "valid_fit", "still_learning", "label_fit"):
         assert column in history
-    # bootstrapping only ever where the detector counted noise among believed labels, or memorisation
+    called = history.index[history.memorising]
     for row in history.itertuples():
-        if row.bootstrap_scale > 0:
-            assert row.Index > 0
-            previous = history.iloc[row.Index - 1]
-            assert previous.noise_regime == "light" or previous.memorising
+        assert (row.bootstrap_scale > 0) <= (row.phase == "bootstrapping")
+        assert (row.phase == "bootstrapping") == (len(called) > 0 and row.Index > called[0])
+    if len(called):
+        assert "bootstrapping from epoch" in history.reason[called[0]] and history.noise_regime[called[0]] == "heavy"
 
 
-def test_validation_accuracy_is_counted_each_epoch_and_vetoes_a_memorisation_call():
-    cb = DynamicBootstrapMixUp(warmup=0, tracking_every=1)
+def test_validation_accuracy_is_counted_each_epoch_and_read_by_the_policy_after_validation():
+    cb = DynamicBootstrapMixUp(warmup=0)
+    cb.tracking_every = 1
     learn = indexed_learner(cb, noise=0.0)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(3, 1e-2)
+    told = []
+    original = cb.policy.update
+    cb.policy.update = lambda epoch, stats, valid_history=(): told.append((epoch, list(valid_history))) or original(
+        epoch, stats, valid_history)
+    fit_quietly(learn, 3)
     # one value per epoch: the share of the validation samples predicted as their label
     assert len(cb.valid_fits_) == 3
     preds, targets = learn.get_preds()
     assert cb.valid_fits_[-1] == pytest.approx(float((preds.argmax(1) == targets).float().mean()))
+    # the policy's update after each epoch's pass reads that epoch's validation too
+    assert [(epoch, len(history)) for epoch, history in told] == [(0, 1), (1, 2), (2, 3)]
     learn.validate()  # outside a fit: not counted
     assert len(cb.valid_fits_) == 3
-    history = cb.history
-    assert {"valid_fit", "still_learning"} <= set(history.columns)
-    # heavy noise, a memorisation signal far above the threshold, but a rising validation accuracy:
-    # the network is learning, and the call is not made
-    cb.valid_fits_, cb.memorising_since_, cb._previous_flags_epoch = [0.3, 0.4, 0.5], None, 1
-    cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
-    cb._previous_predictions = np.ones(N_TRAIN, int)  # all moved to their label: 1 - 1/(k-1) beyond chance
-    cb.noise_flags_ = np.ones(N_TRAIN, dtype=bool)
-    cb.predictions_, cb.labels_ = np.zeros(N_TRAIN, int), np.zeros(N_TRAIN, int)
-    record = {}
-    cb._update_regime(record, HEAVY)
-    k = cb.target_average_.shape[1]
-    assert record["memorisation"] == pytest.approx(1 - 1 / (k - 1)) and record["still_learning"] and cb.memorising_since_ is None
-    cb.valid_fits_ = [0.3, 0.5, 0.45, 0.44, 0.43]  # stalled: now it is memorising
-    cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
-    cb._previous_predictions = np.ones(N_TRAIN, int)
-    cb._update_regime(record, HEAVY)
-    assert not record["still_learning"] and cb.memorising_since_ == cb.epoch + 1
-
-
-def test_under_light_noise_memorising_the_flagged_labels_opens_bootstrapping_below_the_light_rate():
-    cb = DynamicBootstrapMixUp(warmup=0, tracking_every=1, settle=0, fitted_share=None)
-    learn = indexed_learner(cb, noise=0.0)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(3, 1e-2)
-    light = LIGHT  # under light_noise_rate (0.15)
-
-    def told(valid_fits, before, now=0, count=light):  # the flagged samples' predictions; their labels are 0
-        cb.valid_fits_, cb.memorising_since_, cb.bootstrap_since_, cb._previous_flags_epoch = valid_fits, None, None, 1
-        cb._previous_flags = np.ones(N_TRAIN, dtype=bool)
-        cb._previous_predictions = np.full(N_TRAIN, before)
-        cb.predictions_, cb.labels_ = np.full(N_TRAIN, now), np.zeros(N_TRAIN, int)
-        record = {}
-        learn.epoch = 1  # the pass after epoch 1, against the flags of the pass before
-        cb._update_regime(record, count)
-        learn.epoch = 2
-        cb._set_lnc_epoch()
-        return record
-
-    stalled = [0.3, 0.5, 0.45, 0.44, 0.43]
-    # every flagged sample moved onto its label: memorising, the validation accuracy stalled
-    record = told(stalled, 1)
-    assert cb.noise_regime_ == "light" and record["light_memorising"] and cb.light_memorising_
-    assert cb.bootstrap_since_ == 2 and cb.memorising_since_ is None and cb.alpha_ == cb.alpha
-    # none predicted as its label: not memorising
-    record = told(stalled, 1, now=1)
-    assert not record["light_memorising"] and cb.bootstrap_since_ is None
-    # each moved from one wrong class to the next, landing on its label as often as chance has it
-    k = cb.target_average_.shape[1]
-    before = np.arange(N_TRAIN) % (k - 1) + 1
-    record = told(stalled, before, now=(before + 1) % k)
-    assert record["memorisation_share"] > 0.05 and abs(record["memorisation"]) < 0.01
-    assert not record["light_memorising"] and cb.bootstrap_since_ is None
-    # a validation accuracy that still rises: the network is learning them, not memorising
-    record = told([0.3, 0.4, 0.5], 1)
-    assert record["still_learning"] and not record["light_memorising"] and cb.bootstrap_since_ is None
-    # without a validation set the signal cannot be told from learning: the count alone decides
-    record = told([], 1)
-    assert not record["still_learning"] and not record["light_memorising"] and cb.bootstrap_since_ is None
-    # no wrong labels counted: nothing to bootstrap
-    record = told(stalled, 1, count=NONE)
-    assert cb.noise_regime_ == "none" and not record["light_memorising"] and cb.bootstrap_since_ is None
-    # not when the next epoch settles (the last of these three, with settle=1)
-    cb.settle_epochs = 1
-    record = told(stalled, 1)
-    assert not record["light_memorising"] and cb.bootstrap_since_ is None and cb.settling_
-    cb.settle_epochs = 0
-    # under heavy noise the same signal makes the memorisation call instead
-    record = told(stalled, 1, count=HEAVY)
-    assert not record["light_memorising"] and cb.memorising_since_ == 2
+    assert {"valid_fit", "still_learning"} <= set(cb.history.columns)
 
 
 def test_checkpoints_keep_lnc_modes_memory(tmp_path):
     from lnc_fastai import load_checkpoint, save_checkpoint
 
-    cb = BootstrapFromEpochOne(warmup=0, tracking_every=1)
+    cb = bootstrap_from_epoch_one()
     learn = indexed_learner(cb)
     learn.path = tmp_path
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(2, 1e-2)
-    save_checkpoint(learn, "early")  # before any switch
-    cb.memorising_since_, cb.noise_regime_ = 1, "heavy"  # as a heavy-noise run that started memorising
-    cb.fitted_since_ = 2
+    fit_quietly(learn, 2)
+    save_checkpoint(learn, "early")  # before the call
+    cb.policy.memorising_since, cb.policy.regime = 1, "heavy"
     save_checkpoint(learn, "run")
-    restored = BootstrapFromEpochOne()  # the same callback name: its state file
+    restored = DynamicBootstrapMixUp()
     learn2 = indexed_learner(restored)
     learn2.path = tmp_path
     load_checkpoint(learn2, "run")
     assert np.array_equal(restored.target_average_, cb.target_average_)
-    assert (restored.memorising_since_, restored.noise_regime_, restored.alpha_) == (1, "heavy", cb.alpha_)
-    assert restored.fitted_since_ == 2
-    load_checkpoint(learn2, "early")  # back to before the switches: they are unset again
-    assert restored.memorising_since_ is None and restored.fitted_since_ is None
-    assert restored._device_state(torch.device("cpu"))["weights"].shape == (N_TRAIN,)
+    assert (restored.policy.memorising_since, restored.policy.regime) == (1, "heavy")
+    assert np.array_equal(restored.policy.previous_flags, cb.policy.previous_flags)
+    load_checkpoint(learn2, "early")  # back to before the call: unset again
+    assert restored.policy.memorising_since is None
+    plan = restored.correction.epoch_plan(1)
+    assert restored.correction.device_arrays(plan, torch.device("cpu"))["weights"].shape == (N_TRAIN,)
 
 
-# ---- heavy noise: the memorisation call rewinds to the wait's best weights ---------------------
-def test_host_copy_copies_every_tensor_and_to_device_moves_them_back():
-    from fastai.torch_core import to_device
+def test_an_earlier_versions_checkpoint_loads_its_memory_into_the_policy():
+    """A state as the version before the policy object wrote it: lnc_state by the callback's own
+    attribute names (some of mechanisms now gone), the flags as the callback's arrays."""
+    import json
 
-    from lnc_fastai.rewind import host_copy
-
-    weight = torch.ones(3)
-    state = {"model": {"w": weight}, "opt": [{"avg": torch.zeros(2), "step": 4}], "hypers": ({"lr": 0.1},)}
-    copied = host_copy(state)
-    weight.add_(1)  # the original moves on (in place, as a training step does)
-    assert torch.equal(copied["model"]["w"], torch.ones(3))
-    assert copied["opt"][0]["step"] == 4 and copied["hypers"] == ({"lr": 0.1},)
-    moved = to_device(copied, torch.device("cpu"))
-    assert torch.equal(moved["opt"][0]["avg"], torch.zeros(2))
-
-
-class HeavyCallAt(DynamicBootstrapMixUp):
-    """lnc's mode told at every pass that the network disbelieves most labels, and, at the pass of
-    epoch ``call - 1``, that it memorises (the call then starts at epoch ``call``). Keeps, after
-    each epoch's validation, the weights and the pass's p(noisy), and, as the call's epoch starts
-    training, the weights it starts from."""
-
-    def __init__(self, call=3, **kwargs):
-        super().__init__(**kwargs)
-        self.call, self.after_epoch_weights, self.after_epoch_p, self.start_weights = call, {}, {}, {}
-        self.after_epoch_opt = {}
-
-    def _update_regime(self, record, count):
-        super()._update_regime(record, HEAVY)
-        if self.epoch == self.call - 1:
-            self.memorising_since_ = self.call
-
-    def after_validate(self):
-        super().after_validate()
-        if self.training is False and getattr(self, "_fitting", False):
-            self.after_epoch_weights[self.epoch] = {k: v.clone() for k, v in self.learn.model.state_dict().items()}
-            self.after_epoch_p[self.epoch] = self.p_noisy_.copy()
-            self.after_epoch_opt[self.epoch] = _opt_tensors(self.learn.opt)
-
-    def before_train(self):
-        super().before_train()
-        self.start_weights[self.epoch] = {k: v.clone() for k, v in self.learn.model.state_dict().items()}
-
-
-def _opt_tensors(opt):
-    """The optimizer state's tensors, cloned, in parameter order."""
-    return [v.clone() for state in opt.state_dict()["state"] for _, v in sorted(state.items()) if torch.is_tensor(v)]
-
-
-def _same_weights(a, b):
-    return all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.mark.parametrize("rewind", [True, False])
-def test_the_memorisation_call_goes_on_from_the_waits_best_validation_weights(rewind):
-    cb = HeavyCallAt(call=4, rewind=rewind, warmup=1, tracking_every=1, settle=0, memorisation_threshold=1.0)
+    cb = bootstrap_from_epoch_one()
     learn = indexed_learner(cb)
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(5, 1e-2)
-    # the wait: epochs 1-3 (the warm-up floor is epoch 1; the call is made at the pass of epoch 3,
-    # before its validation, so epoch 3 is not a candidate)
-    wait = [1, 2]
-    best = max(wait, key=lambda e: (cb.valid_fits_[e], -e))  # the first of the highest
-    start = cb.start_weights[4]
-    if rewind:
-        assert cb.rewound_to_ == best
-        assert _same_weights(start, cb.after_epoch_weights[best])
-        assert cb.history.set_index("epoch").rewound_to.loc[4] == best
-        # the call's first epoch read the kept epoch's p(noisy), times the gain
-        assert cb._rewind_point is None  # dropped once used
-    else:
-        assert cb.rewound_to_ is None and np.isnan(cb.history.set_index("epoch").rewound_to.loc[4])
-        assert _same_weights(start, cb.after_epoch_weights[3])
-    assert not _same_weights(cb.after_epoch_weights[1], cb.after_epoch_weights[2])  # the check can fail
-
-
-def test_the_rewind_puts_back_the_kept_epochs_p_noisy_and_optimizer_state():
-    cb = HeavyCallAt(call=3, warmup=1, tracking_every=1, settle=0, memorisation_threshold=1.0)
-    learn = indexed_learner(cb)
-    seen = []
-
-    class SeeStart(Callback):
-        order = cb.order + 1
-
-        def before_train(self):
-            if self.epoch == 3:
-                seen.append((cb.p_noisy_.copy(), _opt_tensors(learn.opt)))
-
-    learn.add_cb(SeeStart())
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        learn.fit(4, 1e-2)
-    assert cb.rewound_to_ in (1, 2)
-    p_noisy, opt_state = seen[0]
-    np.testing.assert_array_equal(p_noisy, cb.after_epoch_p[cb.rewound_to_])
-    # Adam's moving averages are those of the kept epoch, not the last one's
-    kept, last = cb.after_epoch_opt[cb.rewound_to_], cb.after_epoch_opt[2]
-    assert len(opt_state) == len(kept) > 0 and all(torch.equal(a, b) for a, b in zip(opt_state, kept))
-    if cb.rewound_to_ != 2:
-        assert not all(torch.equal(a, b) for a, b in zip(opt_state, last))
-
-
-def test_rewind_and_memorising_gain_are_checked():
-    for bad in ("yes", 1):
-        with pytest.raises(ValueError, match="rewind must be True or False"):
-            DynamicBootstrapMixUp(rewind=bad)
-        with pytest.raises(ValueError, match="prediction_floor must be True or False"):
-            DynamicBootstrapMixUp(prediction_floor=bad)
-    for bad in (0.5, float("inf"), True, "2"):
-        with pytest.raises(ValueError, match="memorising_gain must be a finite number >= 1"):
-            DynamicBootstrapMixUp(memorising_gain=bad)
+    fit_quietly(learn, 2)
+    arrays = cb.state_dict()
+    meta = json.loads(str(arrays["meta"]))
+    meta.pop("policy")
+    meta["lnc_state"] = {"noise_regime_": "heavy", "memorising_since_": 3, "bootstrap_since_": 3, "fitted_since_": None,
+                         "collapse_guard_": 0.7, "valid_fits_": [0.4, 0.5], "alpha_": 32.0, "light_rate_": 0.0,
+                         "rewound_to_": 2}
+    arrays["meta"] = np.array(json.dumps(meta))
+    arrays["_previous_flags"] = arrays.pop("policy_previous_flags")
+    restored = DynamicBootstrapMixUp()
+    restored.load_state_dict(arrays)
+    assert (restored.policy.regime, restored.policy.memorising_since, restored.policy.collapse_guard) == ("heavy", 3, 0.7)
+    assert restored.valid_fits_ == [0.4, 0.5] and restored.policy.previous_flags.dtype == bool
 
 
 def test_benchmark_results_keep_the_memorisation_signal_per_epoch():

@@ -4,13 +4,14 @@ per-sample losses, and an interrupted run resumed from a checkpoint."""
 import random
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fastai.basics import CancelFitException, Callback
 from fastai.torch_core import set_seed
-from test_callback import make_data, quiet_fit, tensor_learner
+from test_callback import N_TRAIN, make_data, quiet_fit, tensor_learner
 
 from lnc_fastai import DynamicBootstrapMixUp, SaveModelWithState, load_checkpoint, save_checkpoint
 from lnc_sklearn import BetaMixtureNoiseDetector, DegenerateFitWarning
@@ -32,6 +33,8 @@ class PoisonBatch(Callback):
     def before_batch(self):
         if self.training and (self.epoch, self.iter) == self.at:
             self.learn.xb = (torch.full_like(self.xb[0], float("nan")),)
+
+DATA = Path(__file__).parent / "data"
 
 
 def _weights_finite(learn):
@@ -249,50 +252,38 @@ def test_lr_find_leaves_the_callback_as_it_was():
 def test_a_callback_exported_before_detector_was_split_loads():
     """Learners exported when ``detector`` held the fitted detector (no ``detector_``) unpickle
     into the current layout."""
-    import pickle
-
     cb = DynamicBootstrapMixUp(mode="paper", warmup=1)
     quiet_fit(tensor_learner(cb))
     fitted = cb.detector_
-    cb.__dict__["detector"] = cb.__dict__.pop("detector_")
-    del cb.__dict__["stack_y"]
-    old = pickle.loads(pickle.dumps(cb))
+    old_layout = {k: v for k, v in cb.__dict__.items() if k not in ("correction", "policy", "stack_y")}
+    old_layout.update(detector=fitted, mode="paper", p_noisy_=cb.p_noisy_, labels_=cb.labels_)
+    old = DynamicBootstrapMixUp.__new__(DynamicBootstrapMixUp)
+    old.__setstate__(old_layout)
     assert old.detector is None and old.detector_.alphas_.tolist() == fitted.alphas_.tolist()
-    assert old.stack_y is False and "meta" in old.state_dict()
+    assert old.stack_y is False and "meta" in old.state_dict() and np.array_equal(old.p_noisy_, cb.p_noisy_)
 
 
-def test_a_callback_exported_before_the_rewind_loads_without_it():
-    """Learners exported before ``rewind`` and ``memorising_gain`` unpickle with the behaviour of
-    then: no rewind, the detector's weights as they are."""
+@pytest.mark.parametrize("mode", ["lnc", "paper"])
+def test_a_callback_and_a_state_file_saved_before_the_policy_object_load(mode):
+    """Files written by the version before the training policy became one object
+    (``tests/data/callback_*_before_policy.*``: a callback fitted three epochs, lnc mode's as after
+    a memorisation call at epoch 2): the pickled callback (as ``load_learner`` reads it) and its
+    state file load, keep what they learned, and train on."""
     import pickle
 
-    cb = DynamicBootstrapMixUp()
-    for name in ("rewind", "memorising_gain", "_rewind_point", "rewound_to_"):
-        del cb.__dict__[name]
-    old = pickle.loads(pickle.dumps(cb))
-    assert old.rewind is False and old.memorising_gain == 1.0 and old.rewound_to_ is None
-    old.memorising_since_ = 3  # memorising under heavy noise: still no gain
-    assert old.weight_gain == 1.0 and DynamicBootstrapMixUp(memorising_gain=1.5).weight_gain == 1.0
-    memorising = DynamicBootstrapMixUp(memorising_gain=1.5)
-    memorising.memorising_since_ = 3
-    assert memorising.weight_gain == 1.5 and DynamicBootstrapMixUp.preset("m-dyr-h", memorising_gain=1.5).weight_gain == 1.0
-
-
-def test_a_callback_exported_before_the_prediction_floor_loads_without_it():
-    """Learners exported before ``prediction_floor`` unpickle with the weights of then (no floor)."""
-    import pickle
-
-    cb = DynamicBootstrapMixUp()
-    for name in ("prediction_floor", "confidence_"):
-        del cb.__dict__[name]
-    old = pickle.loads(pickle.dumps(cb))
-    assert old.prediction_floor is False and old.confidence_ is None
-    old.memorising_since_ = 3  # memorising under heavy noise: still no floor
-    old.predictions_ = old.labels_ = np.zeros(4, dtype=np.int64)
-    assert not old._prediction_floor_now()
-    new = DynamicBootstrapMixUp()
-    new.memorising_since_, new.predictions_, new.labels_ = 3, np.ones(4, dtype=np.int64), np.zeros(4, dtype=np.int64)
-    new.confidence_ = np.full(4, 0.9, dtype=np.float32)
-    assert new._prediction_floor_now()
-    new.prediction_floor = False
-    assert not new._prediction_floor_now()
+    with open(DATA / f"callback_{mode}_before_policy.pkl", "rb") as file:
+        old = pickle.load(file)
+    assert old.mode == mode and old.p_noisy_.shape == (N_TRAIN,) and len(old.epoch_records) == 3
+    assert old.detector_ is not None and old.correction.detector_ is old.detector_
+    if mode == "lnc":
+        assert (old.policy.memorising_since, old.policy.regime) == (2, "heavy")
+        assert old.correction.epoch_plan(2).phase == "bootstrapping" and old.policy.alpha == 0.4
+    state = DynamicBootstrapMixUp() if mode == "lnc" else DynamicBootstrapMixUp.preset("m-dyr-h")
+    state.load_state(DATA / f"callback_{mode}_state_before_policy.npz")
+    np.testing.assert_array_equal(state.p_noisy_, old.p_noisy_)
+    if mode == "lnc":
+        assert (state.policy.memorising_since, state.policy.regime) == (2, "heavy")
+        assert state.policy.previous_flags.shape == (N_TRAIN,)
+    learn = tensor_learner(old)
+    quiet_fit(learn, 2)  # a new fit: it starts afresh and trains
+    assert len(old.epoch_records) > 3
