@@ -9,16 +9,14 @@ the same for all). Variants:
 - ``fastai MixUp``: the baseline (one forward and one backward per batch).
 - ``M-DYR-H (paper preset)``: one extra forward without gradients per batch; p(noisy) read from
   the posterior table on the device.
-- ``DynamicBootstrapMixUp()``: lnc's default, with bootstrapping forced on (whatever its detector
-  decides, so that every batch pays for it): each batch's weights and targets read from the
-  per-epoch pass by sample index, no extra forward. On a CPU it makes the pass every third
-  epoch, except under heavy noise: then every epoch, as ``tracking_every=1`` does.
-- ``DynamicBootstrapMixUp(), memorising``: lnc's default as under heavy noise once the network
-  memorises: one extra forward per batch for the targets (``fresh_targets``), as M-DYR-H, whose
-  losses and predictions make the epoch's pass (``pass_from_batches``); a round of three epochs
-  ends with a whole pass, which a long run makes at its last epoch only.
-- ``DynamicBootstrapMixUp(), waiting under heavy noise``: before the memorisation call: unmixed,
-  the pass every epoch, the rewind's host copy after every epoch.
+- ``DynamicBootstrapMixUp()``: lnc's default as most runs train it, without a memorisation
+  call: mixup, and on a CPU the pass every third epoch (``tracking_every=1``: every epoch).
+- ``DynamicBootstrapMixUp(), memorising``: lnc's default after the memorisation call: one extra
+  forward per batch for the targets, as M-DYR-H, whose losses and predictions make the epoch's
+  pass; a round of three epochs ends with a whole pass, which a long run makes at its last
+  epoch only.
+- ``DynamicBootstrapMixUp(), waiting under heavy noise``: before the call under heavy noise:
+  mixup, the pass every epoch.
 - ``... as before``: the memorising and waiting variants with the pass's batches built by the
   data pipeline every time (``keep_pass_inputs=False``), as before 2026-12-01's cheaper passes,
   timed in the same process (``--as-before``; by default on a CPU only).
@@ -96,7 +94,7 @@ class Forced(TrainingPolicy):
     hold it there), so the per-batch path of that phase is timed whatever the passes find."""
 
     def __init__(self, forced):
-        super().__init__(warmup=0, ramp=0, settle=0)
+        super().__init__(warmup=0, ramp=0)
         self.forced = forced
 
     def _epoch_plan(self, epoch):
@@ -104,33 +102,19 @@ class Forced(TrainingPolicy):
         return super()._epoch_plan(epoch)
 
 
-BOOTSTRAPPING = {"regime": "light", "bootstrap_since": 0, "memorising_since": None, "collapse_guard": 1.0}
-MEMORISING = {"regime": "heavy", "memorising_since": 0, "bootstrap_since": None, "collapse_guard": 1.0}
-WAITING = {"regime": "heavy", "memorising_since": None, "bootstrap_since": None}
+MIXUP = {"regime": "none", "memorising_since": None}  # most runs: no call
+MEMORISING = {"regime": "heavy", "memorising_since": 0, "collapse_guard": 1.0}  # after the call
+WAITING = {"regime": "heavy", "memorising_since": None}  # heavy noise before the call
 
 
 def lnc_variant(forced, **speed):
-    """lnc's default held in one phase (``BOOTSTRAPPING``: each batch's weights and targets read
-    from the pass by sample index; ``MEMORISING``: after the call, a forward of each un-mixed
-    batch for its targets, strong mixup, the pass every epoch; ``WAITING``: before the call,
-    unmixed, the pass every epoch, and after every epoch's validation a host copy of the model
-    and optimizer state for the rewind, each epoch counted as the best so far: the most copies a
-    wait can make, their seconds in ``copy_seconds``), with speed settings as given."""
+    """lnc's default held in one phase, with speed settings as given. ``MIXUP``: no call (most
+    runs): mixup, the pass every third epoch on a CPU; ``MEMORISING``: after the call, a forward
+    of each un-mixed batch for its targets, the pass every epoch from those forwards;
+    ``WAITING``: heavy noise before the call: mixup and the pass every epoch."""
     cb = DynamicBootstrapMixUp(policy=Forced(forced))
     for name, value in speed.items():
         setattr(cb, name, value)
-    if forced is WAITING:
-        cb.copy_seconds, validated = [], cb.correction.validated
-
-        def timed(plan, accuracy, model, optimizer=None):
-            cb.correction._best = None
-            start = time.perf_counter()
-            validated(plan, accuracy, model, optimizer)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            cb.copy_seconds.append(time.perf_counter() - start)
-
-        cb.correction.validated = timed
     return cb
 
 
@@ -307,8 +291,8 @@ def main():
         "fastai MixUp": MixUp(alpha=32.0),
         "M-DYR-H (paper preset)": paper_variant("m-dyr-h"),
         "reference-style": reference_style(),
-        "DynamicBootstrapMixUp()": lnc_variant(BOOTSTRAPPING),
-        "DynamicBootstrapMixUp(tracking_every=1)": lnc_variant(BOOTSTRAPPING, tracking_every=1),
+        "DynamicBootstrapMixUp()": lnc_variant(MIXUP),
+        "DynamicBootstrapMixUp(tracking_every=1)": lnc_variant(MIXUP, tracking_every=1),
         "DynamicBootstrapMixUp(), memorising": lnc_variant(MEMORISING),
         "DynamicBootstrapMixUp(), waiting under heavy noise": lnc_variant(WAITING),
         # as before 2026-12-01: the whole pass every epoch, through the data pipeline every time
@@ -416,12 +400,9 @@ def main():
         "The bootstrapping callbacks keep their pass's input batches (`keep_pass_inputs`, the default) from round to "
         "round, as one long fit keeps them from its third pass on (an untimed pass after the untimed epoch checks them; "
         "`pass batches`: `kept` where the timed passes read them from memory). "
-        "lnc's default is timed with bootstrapping forced on (`lnc_variant(BOOTSTRAPPING)` in the script); "
-        "'waiting under heavy noise' is it before the memorisation call (`lnc_variant(WAITING)`): unmixed, the pass every "
-        "epoch, and the rewind's host copy of the model and optimizer state after every epoch's validation (the most "
-        "a wait makes; the copy's seconds are added to its epoch"
-        + (f", {statistics.median(variants['DynamicBootstrapMixUp(), waiting under heavy noise'].copy_seconds):.3f} s median)."
-           if "DynamicBootstrapMixUp(), waiting under heavy noise" in variants else ")."),
+        "lnc's default is timed held in its phases (`lnc_variant` in the script): `DynamicBootstrapMixUp()` without a "
+        "call (mixup, the pass every third epoch on a CPU), 'waiting under heavy noise' before the call (mixup, the "
+        "pass every epoch), 'memorising' after it (a forward of each un-mixed batch for its targets).",
         (f"`between whole passes` (the memorising variants): the ratio over each round's first {rounds_of - 1} "
          "epochs, against MixUp's same epochs, leaving out the whole pass that ends each round (their other "
          "passes come from the batches' forwards); a long fit makes that whole pass once, at its last epoch."

@@ -278,11 +278,20 @@ def write_tables(args, cells):
     difference from the best baseline, and what each run predicts."""
     import pandas as pd
 
-    runs = pd.DataFrame([r for r in load_runs() if r.get("tag") == args.tag and r["cell"] in cells])
-    if runs.empty:
+    every = [r for r in load_runs() if r["cell"] in cells]
+    own = [r for r in every if r.get("tag") == args.tag]
+    if not own:
         raise SystemExit(f"no runs tagged {args.tag!r} for {cells}")
-    lines = [(f"Tag `{args.tag}`; {len(runs)} runs; the learner validates on a held-out split with noisy labels; "
-             "accuracy on the clean test images at the last epoch, mean over seeds (seeds in brackets)."), ""]
+    # baselines run no lnc code: borrowed from another tag where this one lacks them; the
+    # default of other tags is shown beside this one's as "default (<tag>)"
+    have = {run_key(r)[:4] for r in own}
+    borrowed = [r for r in every if r.get("tag") != args.tag and r["method"] in ("ce", "ls", "mixup-0.4", "mixup-32")
+                and run_key(r)[:4] not in have]
+    others = [{**r, "method": f"default ({r['tag']})"} for r in every if r.get("tag") != args.tag and r["method"] == "default"]
+    runs = pd.DataFrame(own + borrowed + others)
+    lines = [(f"Tag `{args.tag}`: {len(own)} runs; {len(borrowed)} baseline runs borrowed from other tags (they run no "
+              f"lnc code); {len(others)} runs of other tags' default as `default (<tag>)`. The learner validates on a "
+              "held-out split with noisy labels; accuracy on the clean test images at the last epoch, mean over seeds."), ""]
     table = runs.pivot_table(index=["cell", "noise"], columns="method", values="last_acc", aggfunc="mean").round(3)
     seeds = runs.groupby(["cell", "noise", "method"]).seed.nunique().unstack()
     lines += markdown_table(table.reset_index()) + [""]

@@ -135,3 +135,18 @@ def test_a_recorded_history_replays_to_the_same_plans():
         policy.start(12)
         plans.append([(policy.update(e, s, history[: e + 1]).reason, policy._epoch_plan(e + 1)) for e, s in enumerate(passes)])
     assert plans[0] == plans[1] and any(plan.phase == "bootstrapping" for _, plan in plans[0])
+
+
+def test_the_docs_transition_table_names_the_phases_the_policy_plans():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    table = text.split("### Phases and transitions", 1)[1].split("\n\n", 2)[1]
+    documented = {re.match(r"\| `([a-z-]+)`", line).group(1) for line in table.splitlines() if line.startswith("| `")}
+    policy = TrainingPolicy(warmup=2, ramp=0)
+    policy.start(6)
+    policy.update(2, heavy_pass(0.0), [])
+    plan = policy.update(3, heavy_pass(0.5), [])
+    planned = {plan.at(e).phase for e in range(6)}
+    assert documented == planned == {"warm-up", "mixup", "bootstrapping"}

@@ -137,9 +137,17 @@ def fit(make, pooling, random_image_learner):
     return cb, weights, cb.losses_, pooled
 
 
+def with_speed(cb, **settings):
+    """``cb`` with speed settings (attributes since they are chosen for the device) as given."""
+    for name, value in settings.items():
+        setattr(cb, name, value)
+    return cb
+
+
 @pytest.mark.parametrize("make", [
-    lambda pooling: DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0, channels_last_pooling=pooling),
-    lambda pooling: DynamicBootstrapMixUp(warmup=0, tracking_every=1, channels_last=False, channels_last_pooling=pooling),
+    lambda pooling: with_speed(DynamicBootstrapMixUp.preset("m-dyr-h", warmup=0), channels_last_pooling=pooling),
+    lambda pooling: with_speed(DynamicBootstrapMixUp(warmup=0), tracking_every=1, channels_last=False,
+                               channels_last_pooling=pooling),
 ], ids=["paper preset", "lnc mode"])
 def test_whole_fits_are_the_same_to_the_last_bit_with_and_without_it(make, random_image_learner):
     on, weights_on, losses_on, pooled_on = fit(make, "auto", random_image_learner)
@@ -152,9 +160,9 @@ def test_whole_fits_are_the_same_to_the_last_bit_with_and_without_it(make, rando
     np.testing.assert_array_equal(losses_on, losses_off)
 
 
-def test_channels_last_pooling_takes_auto_true_or_false():
-    with pytest.raises(ValueError, match="channels_last_pooling must be 'auto', True or False"):
-        DynamicBootstrapMixUp(channels_last_pooling="fast")
+def test_channels_last_pooling_is_a_speed_setting_chosen_for_the_device():
+    with pytest.raises(TypeError, match="no longer takes 'channels_last_pooling'.*speed setting"):
+        DynamicBootstrapMixUp(channels_last_pooling=False)
 
 
 def test_the_pooling_modules_are_looked_up_once_per_model_and_not_pickled_with_it():
