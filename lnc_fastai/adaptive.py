@@ -1,25 +1,16 @@
-"""The maths of lnc's own training mode (``DynamicBootstrapMixUp()``), in plain NumPy.
+"""The maths lnc's own training mode (:class:`lnc_fastai.TrainingPolicy`) reads, in plain NumPy.
 
-The paper's methods bootstrap from one forward of the un-mixed batch and weigh each sample by a
-mixture's p(noisy) after a fixed warm-up. lnc's mode instead takes both from the per-epoch pass
-over the training set, which already computes every sample's prediction in dataset order:
-
-- the bootstrapping target of a sample is a running average of its softmax over epochs (as the
-  temporal ensembles of ELR and SAT), so that one bad epoch cannot flip it;
-- its weight is the detector's p(noisy) scaled to the detector's noise count (0 where it finds
-  none: then the loss is plain mixup), times a ramp that starts bootstrapping gently, times a
-  collapse guard that backs off when the network's predictions crowd into fewer classes than
-  they did before (what the class-balance regulariser does not see when the batch's mean
-  softmax stays uniform while every argmax is the same).
-
-Where the network disbelieves most labels (heavy noise), bootstrapping from its own predictions
-can lock in its early mistakes, and a short or augmented schedule does not memorise the wrong
-labels anyway: there lnc's mode trains on the given labels without mixup until the network
-starts to predict the labels it disbelieved one pass before, more often than its churn explains
-(:func:`memorisation`, :func:`memorising`) while its
-validation accuracy no longer rises (:func:`still_improving`), and only then bootstraps, with the
-paper's strong mixup. A network that fits nearly every given label (:func:`label_fit`) gets the
-strong mixup too: it would otherwise memorise the rest.
+- the memorisation call: the share of the samples flagged one pass before that the network now
+  predicts as their given label, beyond what its churn between passes puts there by chance
+  (:func:`memorisation`, :func:`memorising`), read only while the validation accuracy no longer
+  rises (:func:`still_improving`);
+- the bootstrapping weights' ramp (:func:`ramp`) and the collapse guard, which backs off when
+  the network's predictions crowd into fewer classes than they did before (:func:`effective_classes`,
+  :func:`collapse_guard`: what the class-balance regulariser does not see when the batch's mean
+  softmax stays uniform while every argmax is the same);
+- the running average of each sample's softmax over passes (:func:`running_average`), the
+  labels' class prior for the regulariser (:func:`class_prior`), and what the history reports
+  (:func:`label_fit`, :func:`noise_regime`).
 
 Nothing here imports torch or fastai.
 """

@@ -55,7 +55,7 @@ class DynamicBootstrapMixUp(TrackingMixin, BatchReading, ResultsMixin, StateMixi
         the larger share on the sample itself. Paper mode: 32, one draw per batch, as published.
     warmup : int or float, optional
         Epochs (an int) or share of the run (a float) before bootstrapping may start: lnc mode
-        0.1 (a floor: after it the count decides), paper mode 0.35 (the switch).
+        0.1 (no memorisation call before it), paper mode 0.35 (the switch).
     detector : estimator, optional
         ``fit`` and ``predict_proba`` over a column of per-sample losses (column 1: p(noisy)); a
         detector with ``input_type="confidence"`` gets ``exp(-loss)``. Default: lnc mode
