@@ -9,8 +9,9 @@ Methods: ``ce`` (cross-entropy), ``ls`` (label smoothing 0.1), ``mixup-0.4`` (fa
 ``mixup-32`` (``MixUp(32)``), ``m-dyr-h`` (``DynamicBootstrapMixUp.preset("m-dyr-h")``),
 ``default`` (``DynamicBootstrapMixUp()``) and ``default-novalid`` (the same, blind to the
 validation set: it reads no validation accuracy, as when a user has none). The ablation's
-variants (``--methods off-<mechanism>``) switch one mechanism of the default off, see
-``ABLATIONS``.
+variants (``--methods off-<mechanism>``, ``count-probs``) switch one mechanism of the default
+before the policy issue off (see ``ABLATIONS``); they run against that code (commit 5b8f5fd,
+whose runs are tagged ``before``), where those mechanisms and arguments exist.
 
 Every run is appended to ``results/policy_runs.jsonl`` as it ends (``--tag`` names the code it
 ran, e.g. ``before`` or ``after``; runs already there with the same key are skipped), and
@@ -114,6 +115,9 @@ def lnc_callback(method, mask):
         return Blind(noise_mask=mask)
     if method == "m-dyr-h":
         return DynamicBootstrapMixUp.preset("m-dyr-h", noise_mask=mask)
+    if not hasattr(DynamicBootstrapMixUp, "_update_regime"):
+        raise SystemExit(f"{method} switches off a rule of the default before the training-policy issue; "
+                         "run it from a checkout of commit 5b8f5fd (this code has no such rule)")
     arguments = {"off-wait": {"unmixed_until_memorising": False}, "off-rewind": {"rewind": False},
                  "off-strong": {"strong_alpha": 0.4, "fitted_share": None}, "off-floor": {"prediction_floor": False},
                  "off-settle": {"settle": 0}}.get(method, {})

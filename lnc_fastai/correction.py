@@ -20,6 +20,7 @@ uses it directly (``examples/plain_pytorch.py``)::
 """
 
 import copy
+import dataclasses
 import inspect
 import warnings
 
@@ -141,26 +142,44 @@ class NoiseCorrection:
         usable pass, no bootstrapping whatever the policy says."""
         plan = self.policy._epoch_plan(epoch)
         if self.p_noisy_ is None or self.target_average_ is None:
-            plan = type(plan)(**{**plan.__dict__, "bootstrap_scale": 0.0, "fresh_targets": False})
+            plan = dataclasses.replace(plan, bootstrap_scale=0.0, fresh_targets=False)
         return plan
 
     def observe(self, epoch, losses, labels, predictions, probabilities):
         """A pass's per-sample arrays (dataset order): refit the detector, count the wrong labels,
         update the running-average targets. Returns the count (a :class:`lnc_sklearn.NoiseCount`),
         or None where no fit was usable yet (the previous fit is kept, with a warning)."""
+        probabilities = np.asarray(probabilities, dtype=np.float32)
+        fitted = self.refit_detector(epoch, losses, labels, predictions, default_detector())
+        if fitted is None:
+            return None
+        self.target_average_ = running_average(
+            self.target_average_ if self.target_average_ is not None and self.target_average_.shape == probabilities.shape else None,
+            probabilities, TARGET_MOMENTUM)
+        self.confidence_ = probabilities.max(axis=1)
+        count = self.count_wrong_labels(*fitted)
+        self._stats = PassStats(self.labels_, self.predictions_, self.noise_flags_, float(count.rate),
+                                bool(count.most_disbelieved), int(probabilities.shape[1]))
+        return count
+
+    def refit_detector(self, epoch, losses, labels, predictions, default, with_labels=True):
+        """The pass's arrays kept (``losses_``, ``labels_``, ``predictions_``) and the detector
+        refitted on the finite losses (given the labels where it takes them and ``with_labels``;
+        ``default`` where neither a fit nor ``detector`` is there yet); ``p_noisy_`` from the fit.
+        Returns ``(finite, fit_labels, problem)`` for :meth:`count_wrong_labels`, or None where no
+        fit was usable yet. A fit that fails warns and keeps the previous one."""
         losses, labels = np.asarray(losses, dtype=np.float64), np.asarray(labels, dtype=np.int64)
-        predictions, probabilities = np.asarray(predictions), np.asarray(probabilities, dtype=np.float32)
-        self.losses_, self.labels_, self.predictions_ = losses, labels, predictions
+        self.losses_, self.labels_, self.predictions_ = losses, labels, np.asarray(predictions)
         finite = np.isfinite(losses)
         if not finite.all():
             warnings.warn(f"epoch {epoch}: {int((~finite).sum())} of {losses.size} per-sample losses are not finite; "
-                          "they are left out of the detector's fit", RuntimeWarning, stacklevel=2)
-        template = next((d for d in (self.detector_, self.detector) if d is not None), None) or default_detector()
-        fit_labels = labels[finite] if takes_labels(template) else None
+                          "they are left out of the detector's fit", RuntimeWarning, stacklevel=3)
+        template = next((d for d in (self.detector_, self.detector) if d is not None), None) or default
+        fit_labels = labels[finite] if with_labels and takes_labels(template) else None
         candidate, problem = refit(template, losses[finite], fit_labels)
         if problem is not None:
             keeping = "keeping the previous fit" if self.detector_ is not None else "no usable fit yet, not bootstrapping"
-            warnings.warn(f"epoch {epoch}: {problem}; {keeping}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"epoch {epoch}: {problem}; {keeping}", RuntimeWarning, stacklevel=3)
             self.failed_fits.append({"epoch": int(epoch), "problem": problem})
             if self.detector_ is None:
                 self.p_noisy_ = None
@@ -171,12 +190,15 @@ class NoiseCorrection:
         if finite.any():
             p_noisy[finite] = noisy_probability(self.detector_, losses[finite], fit_labels if problem is None else None)
         self.p_noisy_ = p_noisy
-        self.target_average_ = running_average(
-            self.target_average_ if self.target_average_ is not None and self.target_average_.shape == probabilities.shape else None,
-            probabilities, TARGET_MOMENTUM)
-        self.confidence_ = probabilities.max(axis=1)
+        return finite, fit_labels, problem
+
+    def count_wrong_labels(self, finite, fit_labels, problem):
+        """The count of the last refit (:meth:`refit_detector`'s result), and ``noise_flags_``:
+        the detector's own where it counted within each label as it was fitted, else the count
+        from the losses, labels and p(noisy); nothing counted where no loss is finite."""
+        losses, labels, p_noisy = self.losses_, self.labels_, self.p_noisy_
         counted = problem is None and fit_labels is not None and getattr(self.detector_, "noise_count_", None) is not None
-        if counted:  # the detector counted within each label as it was fitted
+        if counted:
             flags = self.detector_.predict(detector_input(self.detector_, losses[finite]).reshape(-1, 1), y=labels[finite])
             count = self.detector_.noise_count_
         elif finite.any():
@@ -187,8 +209,6 @@ class NoiseCorrection:
         self.noise_flags_ = np.zeros(losses.size, dtype=bool)
         self.noise_flags_[finite] = np.asarray(flags, dtype=bool)
         self.count_, self._device_copy = count, None
-        self._stats = PassStats(labels, predictions, self.noise_flags_, float(count.rate), bool(count.most_disbelieved),
-                                int(probabilities.shape[1]))
         return count
 
     def update(self, epoch, valid_history=()):
@@ -231,12 +251,9 @@ class NoiseCorrection:
         return self._device_copy
 
     # ---- per batch ----------------------------------------------------------------------------
-    def mixing_weights(self, plan, n, device, generator=None):
+    def mixing_weights(self, plan, n, device):
         """Mixup's per-sample share of each sample in its mixed input: ``max(lam, 1 - lam)`` with
-        ``lam ~ Beta(alpha, alpha)`` as fastai's ``MixUp`` draws it; 1 (no mixing) where the
-        plan's alpha is 0."""
-        if plan.alpha == 0:
-            return 1.0
+        ``lam ~ Beta(alpha, alpha)`` as fastai's ``MixUp`` draws it."""
         key = (float(plan.alpha), torch.device(device))
         if self._beta is None or self._beta[0] != key:  # made on the device once: no copy per batch
             alpha = torch.tensor(key[0], device=device)

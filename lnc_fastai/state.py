@@ -20,9 +20,8 @@ from fastcore.xtras import join_path_file
 from lnc_sklearn._atomic import atomic_path
 from lnc_sklearn.persistence import detector_from_dict, detector_to_dict
 
-from .correction import NoiseCorrection
 from .policy import TrainingPolicy
-from .pooling import PoolingForward
+from .paper import PAPER_OPTIONS
 from .posterior_table import PosteriorTable
 
 __all__ = ["StateMixin", "save_checkpoint", "load_checkpoint", "SaveModelWithState", "state_path"]
@@ -62,7 +61,7 @@ class StateMixin:
         fitted detector, per-sample arrays and lnc mode's memory move into the correction and
         policy; options it had that no longer exist are dropped."""
         if "correction" not in state:
-            state = _migrate(state)
+            state = _migrate(type(self), state)
         super().__setstate__(state)
         self.policy = self.correction.policy
 
@@ -209,32 +208,33 @@ class SaveModelWithState(SaveModelCallback):
             _load_states(self.learn, self.fname)
 
 
-def _migrate(state):
-    """An earlier version's pickled callback as this version's ``__dict__``: the detector's fit,
-    the per-sample arrays and lnc mode's memory in a NoiseCorrection, removed options dropped."""
+def _migrate(cls, state):
+    """An earlier version's pickled callback as this version's ``__dict__``: a callback of
+    ``cls`` built with the options it had gives the layout and defaults; what it had learned (the
+    detector's fit, the per-sample arrays, lnc mode's memory in the policy, the history, the
+    trace, the table) is put in; options that no longer exist are dropped."""
     state = dict(state)
     if "detector_" not in state:  # exported before the fitted detector became detector_
         state["detector_"], state["detector"] = state.get("detector"), None
     mode = state.get("mode", "paper")  # exported before lnc's own mode: the paper's was the only one
-    correction = NoiseCorrection(state.get("detector"), _policy_from_old(state) if mode == "lnc" else None,
-                                 state.get("reg_weight", 1.0), state.get("bootstrap", "hard") if mode == "lnc" else "hard")
+    given = {name: state[name] for name in PAPER_OPTIONS if state.get(name) is not None}
+    given.update({name: state[name] for name in ("detector", "noise_mask", "keep_trace", "trace_probs", "tracking_bs")
+                  if state.get(name) is not None})
+    if mode == "lnc":
+        given["policy"] = _policy_from_old(state)
+    else:
+        given.update({name: state[name] for name in ("alpha", "warmup") if name in state})
+    fresh = cls(mode=mode, **given).__dict__
+    correction = fresh["correction"]
     for name in (*ARRAYS, "detector_", "failed_fits"):
         if state.get(name) is not None:
-            setattr(correction, name, state.pop(name))
-    keep = {"mode": mode, "correction": correction, "valid_fits_": list(state.get("valid_fits_") or []),
-            "epoch_plan_": None, "stack_y": False, "_observed": False,
-            "_forward": PoolingForward(False), "tracking_every": "auto", "keep_pass_inputs": "auto",
-            "channels_last": "auto", "channels_last_pooling": "auto", "_batch_outputs": None, "_pass_inputs": None,
-            "pass_from_batches_": False, "channels_last_": False, "channels_last_pooling_": False,
-            "augmented_tracking": state.get("augmented_tracking", False), "table_size": state.get("table_size", 4096),
-            "detector_mixing": state.get("detector_mixing", False), "mixing_only": state.get("mixing_only", 5 / 300),
-            "sharpening": state.get("sharpening"), "reg_weight": state.get("reg_weight", 1.0),
-            "bootstrap": state.get("bootstrap", "hard"), "skipped_batches": state.get("skipped_batches", []),
-            "trace": state.get("trace", {"losses": [], "p_noisy": [], "probs": []}), "_valid_hits": None,
-            "_fitting": False, "_fresh_run": False, "_model_buffers": [], "_good_buffers": [], "_progress_columns": [],
-            "_use_indices": True, "_epoch_idxs": None, "_mismatch": None, "_batch": None}
+            setattr(correction, name, state[name])
+    learned = {name: state[name] for name in ("epoch_records", "trace", "skipped_batches", "table", "valid_fits_")
+               if state.get(name) is not None}
     dropped = set(OLD_POLICY_FIELDS) | set(OLD_POLICY_CONSTANTS) | set(OLD_DROPPED) | {
         "alpha_", "bootstrap_scale_", "unmixed_", "settling_", "fresh_targets_used_", "target_momentum", "ramp_epochs",
         "settle_epochs", "unmixed_until_memorising", "rewind", "prediction_floor", "fresh_targets", "pass_from_batches",
-        "_rewind_point", "_per_sample", "_lam_distrib", "tracking_every_"}
-    return {**{k: v for k, v in state.items() if k not in dropped}, **keep}
+        "_rewind_point", "_per_sample", "_lam_distrib", "tracking_every_", *ARRAYS, "detector_", "failed_fits"}
+    # the base classes' own attributes (fastai's) as they were, this version's layout over them
+    kept = {name: value for name, value in state.items() if name not in dropped and name not in fresh}
+    return {**kept, **fresh, **learned}

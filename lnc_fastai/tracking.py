@@ -5,7 +5,6 @@ The functions take the fastai ``Learner`` (and the detector); :class:`DynamicBoo
 calls them after every training epoch.
 """
 
-import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -16,14 +15,12 @@ from fastprogress.fastprogress import progress_bar
 
 from sklearn.metrics import roc_auc_score
 
-from lnc_sklearn import NoiseCount
-from lnc_sklearn.noise_count import count_noise
 
 from .batch_outputs import sample_outputs
 from .batches import check_targets, eval_mode, plain
 from .correction import default_detector, refit, takes_labels
 from .distributed import gather_in_dataset_order, rank_share, unwrap, world
-from .posterior_table import PosteriorTable, noisy_probability
+from .posterior_table import PosteriorTable
 
 __all__ = ["training_loader", "tracking_batch_size", "tracking_loader", "autocast_for", "per_sample_losses", "refit", "fitted_parameters",
            "default_detector", "takes_labels", "epoch_indices", "TrackingMixin"]
@@ -176,55 +173,25 @@ class TrackingMixin:
         return per_sample_losses(self.learn, self.augmented_tracking, self.trace_probs or lnc, self.tracking_bs, inputs, forward=forward)
 
     def _track_and_refit(self):
-        """The pass and the refit; True where a usable fit came of it (lnc mode: the correction's)."""
+        """The pass and the refit; True where a usable fit came of it. lnc mode: the correction's
+        observation (refit with the labels, count, targets); paper mode: the refit without the
+        labels, as the paper's methods refit, and the count."""
         losses, labels, predictions, probabilities = self.per_sample_losses()
-        finite = np.isfinite(losses)
         if self.mode == "lnc":
             count = self.correction.observe(self.epoch, losses, labels, predictions, probabilities)
-            if count is None:
-                return False
-            problem = None
         else:
-            count, problem = None, self._paper_refit(losses, labels, predictions, finite)
-            if problem == "unusable":
-                return False
+            fitted = self.correction.refit_detector(self.epoch, losses, labels, predictions, default_detector(self.mode),
+                                                    with_labels=False)
+            count = None if fitted is None else self.correction.count_wrong_labels(*fitted)
+        if count is None:
+            return False
+        finite = np.isfinite(losses)
         device = next(self.model.parameters()).device
         self.table = PosteriorTable.from_detector(self.detector_, losses[finite].max(initial=0.0), self.table_size, device)
         self._record_epoch(losses, self.p_noisy_, probabilities, finite, count)
         return True
 
-    def _paper_refit(self, losses, labels, predictions, finite):
-        """Paper mode's refit (the detector given no labels), as the paper's methods refit."""
-        correction = self.correction
-        correction.losses_, correction.labels_, correction.predictions_ = losses, labels, predictions
-        if not finite.all():
-            warnings.warn(f"epoch {self.epoch}: {int((~finite).sum())} of {losses.size} per-sample losses are not finite; "
-                          "they are left out of the detector's fit", RuntimeWarning, stacklevel=3)
-        template = next((d for d in (self.detector_, self.detector) if d is not None), None) or default_detector(self.mode)
-        candidate, problem = refit(template, losses[finite], None)
-        if problem is not None:
-            keeping = "keeping the previous fit" if self.table is not None else "no usable fit yet, not bootstrapping"
-            warnings.warn(f"epoch {self.epoch}: {problem}; {keeping}", RuntimeWarning, stacklevel=3)
-            correction.failed_fits.append({"epoch": self.epoch, "problem": problem})
-            if self.table is None:
-                correction.p_noisy_ = None
-                return "unusable"
-        else:
-            correction.detector_ = candidate
-        p_noisy = np.full(losses.shape, np.nan)
-        if finite.any():
-            p_noisy[finite] = noisy_probability(self.detector_, losses[finite])
-        correction.p_noisy_ = p_noisy
-        return problem
-
-    def _record_epoch(self, losses, p_noisy, probabilities, finite, count=None):
-        if count is None and finite.any():  # paper mode: the count within each given label
-            count, flags = count_noise(losses[finite], self.labels_[finite], p_noisy[finite])
-            self.correction.noise_flags_ = np.zeros(losses.size, dtype=bool)
-            self.correction.noise_flags_[finite] = np.asarray(flags, dtype=bool)
-        elif count is None:  # an epoch without a finite loss counts nothing
-            count = NoiseCount(float("nan"), (float("nan"),) * 2, "cannot tell", "mixture", most_disbelieved=True)
-            self.correction.noise_flags_ = np.zeros(losses.size, dtype=bool)
+    def _record_epoch(self, losses, p_noisy, probabilities, finite, count):
         record = {
             "epoch": self.epoch,
             "noise_rate": count.rate,
