@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _readout
 from .normalization import log_span, percentile_bounds, to_unit_interval
-from .probabilities import check_pred_probs, label_columns, label_indices
+from .probabilities import check_pred_probs, given_labels, label_columns, label_indices
 
 __all__ = ["BaseNoiseDetector"]
 
@@ -117,7 +117,7 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _labels_and_probs(self, n, y, pred_probs):
         """At fit: the labels as indices into ``classes_`` and the probabilities (or None)."""
-        y = _given_labels(n, y, pred_probs)
+        y = given_labels(n, y, pred_probs)
         if y is None:
             return None, None
         if pred_probs is None:
@@ -210,7 +210,7 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _evidence_at_predict(self, n, y, pred_probs):
         """At predict: ``(label indices or None, probabilities or None)`` as the fit can use them."""
-        y = _given_labels(n, y, pred_probs)
+        y = given_labels(n, y, pred_probs)
         if y is None:
             return None, None
         classes = getattr(self, "classes_", None)
@@ -355,18 +355,6 @@ class BaseNoiseDetector(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.one_d_array = True
         return tags
-
-
-def _given_labels(n, y, pred_probs):
-    """``y`` as an array of ``n`` labels, or None; probabilities without labels are an error."""
-    if y is None:
-        if pred_probs is not None:
-            raise ValueError("pred_probs need the given labels too: pass y=labels (fit(X, y=labels, pred_probs=...))")
-        return None
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {y.shape}")
-    return y
 
 
 def _domain_problem(values, input_type):

@@ -9,7 +9,7 @@ the columns in sorted order, as scikit-learn's classifiers order them.
 
 import numpy as np
 
-__all__ = ["check_pred_probs", "label_columns", "label_indices", "given_label_loss", "ROW_SUM_TOLERANCE"]
+__all__ = ["check_pred_probs", "given_labels", "label_columns", "label_indices", "given_label_loss", "ROW_SUM_TOLERANCE"]
 
 #: How far a row of probabilities may sum from 1 (float32 softmax outputs sum within 1e-6).
 ROW_SUM_TOLERANCE = 1e-3
@@ -108,6 +108,18 @@ def label_columns(labels, n_columns, classes=None):
             "(the class of each column, as a classifier's classes_ lists them)"
         )
     return columns, names
+
+
+def given_labels(n, y, pred_probs=None):
+    """``y`` as an array of ``n`` labels, or None; probabilities without labels are an error."""
+    if y is None:
+        if pred_probs is not None:
+            raise ValueError("pred_probs need the given labels too: pass y=labels (fit(X, y=labels, pred_probs=...))")
+        return None
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"y (the given labels) must have one entry per value ({n}); got shape {y.shape}")
+    return y
 
 
 def label_indices(labels):
